@@ -1,0 +1,39 @@
+# featlab: two commands on a fresh machine.
+#   make demo   create .venv, install torch (pinned, overridable) + featlab, run the main job
+#   make test   same install plus the dev/data/dask/slurm/xrfm extras, then the test suite
+PYTHON     ?= python3
+VENV       ?= .venv
+# A CPU wheel by default; override e.g. TORCH_SPEC="torch==2.13.0 --index-url ..." on a GPU box.
+TORCH_SPEC ?= torch==2.13.0
+PIP        := $(VENV)/bin/python -m pip
+PYTEST_ARGS ?= -n 2
+
+.PHONY: demo test install install-dev clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.torch: | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH_SPEC)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[data]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[dev,data,dask,slurm,xrfm]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/featlab demo
+
+test: install-dev
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs report .pytest_cache

@@ -1,0 +1,24 @@
+"""Lazy public surfaces: ``featlab.data.NLGP`` imports ``featlab.data.nlgp`` on first use.
+
+Each subpackage lists its deliberate public names in ``_EXPORTS`` (name -> submodule); the
+list is compared with ``tests/api_surface.txt`` by ``tests/test_api_surface.py``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+
+def attach(package: str, exports: dict[str, str]) -> tuple[Callable, Callable, list[str]]:
+    """Return ``(__getattr__, __dir__, __all__)`` for ``package`` exporting ``exports``."""
+
+    def __getattr__(name: str):
+        if name in exports:
+            mod = importlib.import_module(f"{package}.{exports[name]}")
+            return getattr(mod, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        return sorted(exports)
+
+    return __getattr__, __dir__, sorted(exports)

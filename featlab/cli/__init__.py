@@ -1,0 +1,45 @@
+"""The ``featlab`` command line (click).
+
+Errors: a bad config or argument prints one line ``featlab: error: <field>: <allowed>`` on
+stderr and exits with status 2, having written nothing; a run that stops without DONE exits
+with status 1 and names its FAILED record.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import ConfigError
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        from ..runs import RunFailed
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            click.echo(f"featlab: error: {e}", err=True)
+            sys.exit(2)
+        except RunFailed as e:
+            click.echo(f"featlab: run failed: {e}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="featlab")
+def main() -> None:
+    """featlab: reproduce, measure and extend feature-learning experiments."""
+
+
+from . import commands  # noqa: E402,F401  (registers list/run/show)
+
+for _mod in ("sweep", "runs_cmd", "report_cmd", "demo"):  # later command modules, if present
+    try:
+        __import__(f"{__name__}.{_mod}")
+    except ModuleNotFoundError as _e:  # pragma: no cover - module not written yet
+        if _e.name != f"{__name__}.{_mod}":
+            raise

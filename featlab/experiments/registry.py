@@ -1,0 +1,98 @@
+"""The experiment registry.
+
+An experiment is one module of :mod:`featlab.experiments` that reads like the paper's methods
+section and ends with a call to :func:`register`::
+
+    EXPERIMENT = register(Experiment(
+        name="emergence",
+        summary="FC net on NLGP vs its Gaussian clone: localised receptive fields (IG 2022)",
+        config=EmergenceConfig,
+        presets={"tiny": tiny, "paper": paper},   # functions returning a config
+        run=run,                                  # run(cfg, ctx) -> summary dict
+    ))
+
+Presets are functions returning ``dataclasses.replace(EmergenceConfig(), ...)``: a small diff
+from the defaults. Modules are discovered automatically (every non-underscore module of the
+package), so adding an experiment touches no shared file.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from ..config import ConfigError
+
+__all__ = ["Experiment", "Claim", "register", "get", "names", "all_experiments"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A headline claim of a paper, checked against a run's summary (used by the report).
+
+    ``check(summary) -> (measured: str, verdict: bool | None)``; ``None`` means not measurable
+    from this run.
+    """
+
+    text: str
+    source: str
+    criterion: str
+    check: Callable[[dict], tuple[str, bool | None]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    config: type
+    presets: Mapping[str, Callable[[], Any]]
+    run: Callable[[Any, Any], dict]
+    claims: tuple[Claim, ...] = field(default=())
+    default_preset: str = "tiny"
+
+    def preset(self, name: str | None = None) -> Any:
+        name = name or self.default_preset
+        if name not in self.presets:
+            raise ConfigError("preset", "allowed: " + ", ".join(self.presets), name)
+        return self.presets[name]()
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_LOADED = False
+
+
+def register(exp: Experiment) -> Experiment:
+    """Add ``exp`` to the registry (re-registering the same name replaces it) and return it."""
+    _REGISTRY[exp.name] = exp
+    return exp
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    from .. import experiments as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if not mod.name.startswith("_") and mod.name != "registry":
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    _LOADED = True
+
+
+def all_experiments() -> dict[str, Experiment]:
+    """Every registered experiment, by name, in sorted order."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def names() -> list[str]:
+    return list(all_experiments())
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name``; an unknown name raises :class:`ConfigError`."""
+    exps = all_experiments()
+    if name not in exps:
+        raise ConfigError("experiment", "allowed: " + ", ".join(exps), name)
+    return exps[name]
