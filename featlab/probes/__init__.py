@@ -3,6 +3,11 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- hooks (foundation) ---
+    "capture": "hooks",
+    "eval_mode": "hooks",
+    "get_module": "hooks",
+    "layer_names": "hooks",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
