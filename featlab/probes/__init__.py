@@ -3,6 +3,12 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- agop (h4b; private modules: a submodule named like its function would shadow it) ---
+    "AGOPMethod": "_agop",
+    "agop": "_agop",
+    "correlation": "_correlation",
+    "matrix_power_psd": "_nfa",
+    "nfa": "_nfa",
     # --- hooks (foundation) ---
     "capture": "hooks",
     "eval_mode": "hooks",

@@ -1,0 +1,314 @@
+"""Average gradient outer product (AGOP) of a model w.r.t. its input or a layer's input.
+
+G(f; X) = (1/n) Σ_p J_f(x_p)ᵀ J_f(x_p), summed over the c output units (spec agop_rfm §2).
+
+Convention:
+    X: (n, *shape); d = prod(shape); G is (d, d) in the row-major flatten order of ``shape``
+    (for images (c, row, col)). Outputs f(x) are flattened to (n, c) (logits, never softmax).
+    Mean over samples, sum over outputs. Accumulation in ``dtype`` (float64 by default); the
+    forward runs in the model's own dtype (X is cast to the dtype of the model's first
+    floating parameter). ``layer=`` takes the AGOP w.r.t. the *input* of the named module
+    (``named_modules()`` path), i.e. h_ℓ in the NFA. The model is put in ``eval()`` and each
+    module's mode restored afterwards; hooks are always removed.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from .hooks import eval_mode, get_module, refuse_train_batchnorm
+
+__all__ = ["AGOPMethod", "AGOPInfo", "agop"]
+
+
+class AGOPMethod(enum.Enum):
+    """How per-sample Jacobians are obtained.
+
+    AUTOGRAD_SUM (default)
+        In eval mode samples do not interact, so ∂/∂X of Σ_p f_k(x_p) stacks the per-sample
+        gradients of output k. Cost per batch: 1 forward + c backward passes (or c/chunk_size
+        batched backwards with ``is_grads_batched``); memory: one batch of activations plus
+        (chunk, B, d) gradients. The most straightforward and reliable path. Wrong for
+        batch-coupled layers (train-mode BatchNorm), which are refused.
+    VMAP_JACREV
+        ``torch.func.vmap(jacrev(f_single))``: true per-sample Jacobians (B, c, d). The oracle;
+        memory grows like B·c·d plus vmapped activations; some modules (in-place ops, custom
+        autograd functions, backward hooks) do not work under vmap.
+    SKETCH
+        Gaussian output probes v ~ N(0, I_c) drawn independently per sample:
+        (1/m) Σ_j (Jᵀv_j)(Jᵀv_j)ᵀ is unbiased for JᵀJ. Cost: m backwards instead of c, so it
+        pays for c ≫ m (1000 ImageNet classes). An *approximation*: results are labelled
+        (``AGOPInfo.sketched``); centring is not supported.
+    """
+
+    AUTOGRAD_SUM = "autograd_sum"
+    VMAP_JACREV = "vmap_jacrev"
+    SKETCH = "sketch"
+
+
+@dataclass(frozen=True)
+class AGOPInfo:
+    """What was computed: method, whether the output dimension was sketched, sizes."""
+
+    method: str
+    sketched: bool
+    n_sketch: int | None
+    n_samples: int
+    n_outputs: int
+    d: int
+    centering: str | None
+
+
+def _as_method(method) -> AGOPMethod:
+    try:
+        return AGOPMethod(method.value if isinstance(method, AGOPMethod) else str(method).lower())
+    except ValueError:
+        raise ValueError(f"method must be one of {[m.value for m in AGOPMethod]}, got {method!r}") from None
+
+
+def _model_dtype_device(f) -> tuple[torch.dtype | None, torch.device | None]:
+    if isinstance(f, nn.Module):
+        for p in list(f.parameters()) + list(f.buffers()):
+            if p.is_floating_point():
+                return p.dtype, p.device
+    return None, None
+
+
+class _Accumulator:
+    """Σ gᵀg (and the gradient sums needed for centring) over blocks of gradients."""
+
+    def __init__(self, d: int, c: int, dtype: torch.dtype, device, centering: str | None):
+        self.G = torch.zeros(d, d, dtype=dtype, device=device)  # (d, d)
+        self.centering = centering
+        self.S = torch.zeros(c, d, dtype=dtype, device=device) if centering else None  # (c, d)
+
+    def add(self, g: torch.Tensor, k: torch.Tensor | None = None) -> None:
+        """g: (m, B, d) gradients for outputs ``k`` (m,) (or sketch probes when k is None)."""
+        g = g.to(self.G.dtype)
+        flat = g.reshape(-1, g.shape[-1])  # (m·B, d)
+        self.G += (flat.T @ flat).to(self.G.device)
+        if self.S is not None:
+            self.S.index_add_(0, k.to(self.S.device), g.sum(1).to(self.S.device))
+
+    def result(self, n: int) -> torch.Tensor:
+        G = self.G
+        if self.centering == "pooled":
+            s = self.S.sum(0)  # (d,)
+            G = G - torch.outer(s, s) / (n * self.S.shape[0])
+        elif self.centering == "per_class":
+            G = G - self.S.T @ self.S / n
+        return G / n
+
+
+def _batches(n: int, batch_size: int | None) -> Iterator[slice]:
+    bs = n if batch_size is None else batch_size
+    for i in range(0, n, bs):
+        yield slice(i, min(n, i + bs))
+
+
+class _LayerInput:
+    """Forward pre-hook that swaps a layer's input for a leaf (or a given tensor)."""
+
+    def __init__(self, module: nn.Module, name: str):
+        self.module, self.name = module, name
+        self.replacement: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.calls = 0
+        self.h: torch.Tensor | None = None
+
+    def __enter__(self):
+        self.handle = self.module.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def _hook(self, _m, args):
+        self.calls += 1
+        if self.calls > 1:
+            raise ValueError(f"layer {self.name!r} is called more than once per forward; "
+                             "the AGOP w.r.t. its input is ambiguous")
+        h = self.replacement(args[0]) if self.replacement is not None else args[0]
+        self.h = h
+        return (h,) + tuple(args[1:])
+
+
+def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerInput | None, batch_size,
+                    chunk_size, n_sketch, generator, cast_dtype, device):
+    """Yield (g (m, B, d), k (m,) or None, c, d) for each batch of X."""
+    n = X.shape[0]
+    for sl in _batches(n, batch_size):
+        xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)  # (B, *shape)
+        B = xb.shape[0]
+        if method is AGOPMethod.VMAP_JACREV:
+            yield _jacrev_block(f, xb, layer_in, chunk_size)
+            continue
+        if layer_in is None:
+            leaf = xb.detach().requires_grad_(True)
+            out = f(leaf)
+        else:
+            layer_in.calls = 0
+            layer_in.replacement = lambda h: h.detach().requires_grad_(True)
+            try:
+                out = f(xb)
+            finally:
+                layer_in.replacement = None
+            if layer_in.calls != 1:
+                raise ValueError(f"layer {layer_in.name!r} was not called in the forward pass")
+            leaf = layer_in.h
+        out = out.reshape(B, -1)  # (B, c)
+        c, d = out.shape[1], leaf[0].numel()
+        if method is AGOPMethod.SKETCH:
+            gdev = generator.device if generator is not None else out.device
+            V = torch.randn(n_sketch, B, c, generator=generator, device=gdev, dtype=out.dtype)
+            V = V.to(out.device)  # (m, B, c)
+            probes = [V[j:j + (chunk_size or 1)] for j in range(0, n_sketch, chunk_size or 1)]
+            for pi, Vj in enumerate(probes):
+                g = _vjp(out, leaf, Vj, retain=pi < len(probes) - 1)  # (m', B, *)
+                yield g.reshape(g.shape[0], B, d) / (n_sketch ** 0.5), None, c, d
+            continue
+        step = chunk_size or 1
+        for k0 in range(0, c, step):
+            ks = torch.arange(k0, min(c, k0 + step), device=out.device)
+            E = torch.zeros(len(ks), B, c, dtype=out.dtype, device=out.device)  # (m, B, c)
+            E[torch.arange(len(ks)), :, ks] = 1.0
+            g = _vjp(out, leaf, E, retain=k0 + step < c)
+            yield g.reshape(len(ks), B, d), ks, c, d
+
+
+def _vjp(out: torch.Tensor, leaf: torch.Tensor, V: torch.Tensor, retain: bool) -> torch.Tensor:
+    """Vector-Jacobian products for the m cotangents V (m, B, c) -> (m, *leaf.shape)."""
+    if V.shape[0] == 1:
+        (g,) = torch.autograd.grad(out, leaf, V[0], retain_graph=retain, allow_unused=True)
+        g = torch.zeros_like(leaf) if g is None else g
+        return g.unsqueeze(0)
+    (g,) = torch.autograd.grad(out, leaf, V, retain_graph=retain, is_grads_batched=True,
+                               allow_unused=True)
+    return torch.zeros((V.shape[0],) + leaf.shape, dtype=leaf.dtype, device=leaf.device) if g is None else g
+
+
+def _jacrev_block(f, xb, layer_in: _LayerInput | None, chunk_size):
+    from torch.func import jacrev, vmap
+
+    B = xb.shape[0]
+    if layer_in is None:
+        def f_single(x):
+            return f(x.unsqueeze(0)).reshape(-1)  # (c,)
+        J = vmap(jacrev(f_single, chunk_size=chunk_size))(xb)  # (B, c, *shape)
+    else:
+        layer_in.calls = 0
+        with torch.no_grad():
+            f(xb)
+        H = layer_in.h.detach()  # (B, *h_shape)
+
+        def f_single(h, x):
+            layer_in.calls = 0
+            layer_in.replacement = lambda _: h.unsqueeze(0)
+            try:
+                return f(x.unsqueeze(0)).reshape(-1)
+            finally:
+                layer_in.replacement = None
+        J = vmap(jacrev(f_single, chunk_size=chunk_size))(H, xb)  # (B, c, *h_shape)
+    c = J.shape[1]
+    J = J.reshape(B, c, -1).transpose(0, 1)  # (c, B, d)
+    return J, torch.arange(c, device=J.device), c, J.shape[-1]
+
+
+def agop(model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, *,
+         method: AGOPMethod | str = AGOPMethod.AUTOGRAD_SUM, layer: str | None = None,
+         batch_size: int | None = None, chunk_size: int | None = None, store_on: str = "cpu",
+         centering: str | None = None, n_sketch: int | None = None,
+         generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
+         force_eval: bool = True, return_info: bool = False):
+    """AGOP G = (1/n) Σ_p J(x_p)ᵀJ(x_p) of a model (or callable) over the samples ``X``.
+
+    Parameters
+    ----------
+    model_or_fn : nn.Module or callable
+        Maps a batch (B, *shape) to outputs (B, ...) flattened to (B, c).
+    X : Tensor, shape (n, *shape)
+    method : AGOPMethod or str
+        See :class:`AGOPMethod`. Default ``AUTOGRAD_SUM``.
+    layer : str, optional
+        ``named_modules()`` name; the AGOP is taken w.r.t. that module's (first) input.
+    batch_size : int, optional
+        Samples per forward pass (memory knob; does not change the result). None = all.
+    chunk_size : int, optional
+        Outputs (or sketch probes) per backward: >1 uses ``is_grads_batched``; for
+        VMAP_JACREV it is jacrev's ``chunk_size``. Memory knob only.
+    store_on : {"cpu", "device"}
+        Where the (d, d) accumulator lives.
+    centering : {None, "pooled", "per_class"}
+        Centre the per-(sample, output) gradients g_pk before the outer product: "pooled"
+        subtracts the mean over all (p, k) (xRFM ``center_grads``: ``f_grads - mean(dim=0)``
+        after merging output and sample dims); "per_class" subtracts each output's mean over
+        samples. Both keep the 1/n normalisation.
+    n_sketch : int, optional
+        Number of Gaussian probes for ``SKETCH`` (required there).
+    generator : torch.Generator, optional
+        Draws the sketch probes (on its device).
+    dtype : torch.dtype
+        Accumulation dtype (default float64).
+    force_eval : bool
+        Put the model in eval mode (default). With False, train-mode BatchNorm is refused.
+    return_info : bool
+        Also return an :class:`AGOPInfo` (labels sketched results as approximate).
+
+    Returns
+    -------
+    G : Tensor, shape (d, d)
+        (and ``AGOPInfo`` when ``return_info``).
+    """
+    method = _as_method(method)
+    if centering not in (None, "pooled", "per_class"):
+        raise ValueError(f"centering must be None, 'pooled' or 'per_class', got {centering!r}")
+    if store_on not in ("cpu", "device"):
+        raise ValueError(f"store_on must be 'cpu' or 'device', got {store_on!r}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    if method is AGOPMethod.SKETCH:
+        if not n_sketch or n_sketch < 1:
+            raise ValueError(f"n_sketch must be a positive integer for method='sketch', got {n_sketch!r}")
+        if centering is not None:
+            raise ValueError("centering is not supported with method='sketch'")
+    if X.ndim < 2 or X.shape[0] < 1:
+        raise ValueError(f"X must have shape (n, *shape) with n >= 1, got {tuple(X.shape)}")
+    if layer is not None and not isinstance(model_or_fn, nn.Module):
+        raise ValueError("layer= needs an nn.Module model")
+    cast_dtype, device = _model_dtype_device(model_or_fn)
+    if not X.is_floating_point() and cast_dtype is None:
+        cast_dtype = torch.get_default_dtype()
+    device = device or X.device
+    n = X.shape[0]
+
+    module = model_or_fn if isinstance(model_or_fn, nn.Module) else None
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        if module is not None:
+            if force_eval:
+                stack.enter_context(eval_mode(module))
+            else:
+                refuse_train_batchnorm(module)
+        layer_in = None
+        if layer is not None:
+            layer_in = stack.enter_context(_LayerInput(get_module(module, layer), layer))
+        acc = None
+        for g, k, c, d in _forward_blocks(model_or_fn, X, method=method, layer_in=layer_in,
+                                          batch_size=batch_size, chunk_size=chunk_size,
+                                          n_sketch=n_sketch, generator=generator,
+                                          cast_dtype=cast_dtype, device=device):
+            if acc is None:
+                acc_dev = "cpu" if store_on == "cpu" else g.device
+                acc = _Accumulator(d, c, dtype, acc_dev, centering)
+            acc.add(g.detach(), k)
+    G = acc.result(n)
+    if return_info:
+        return G, AGOPInfo(method=method.value, sketched=method is AGOPMethod.SKETCH,
+                           n_sketch=n_sketch if method is AGOPMethod.SKETCH else None,
+                           n_samples=n, n_outputs=c, d=d, centering=centering)
+    return G
