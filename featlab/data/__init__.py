@@ -3,6 +3,9 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- scale detection ---
+    "local_diffeo_1d": "scale_detection", "local_translation": "scale_detection",
+    "scale_detection_1d": "scale_detection", "twopoints": "scale_detection",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
