@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import integrate, special
 
-from featlab.theory.phi import (
+from featlab.theory._phi import (
     amplifier, marginal_kurtosis, phi, phi_binary, phi_gaussian, phi_kur, phi_nlgp, phi_taylor,
 )
 
