@@ -1,0 +1,116 @@
+"""What an experiment sees while it runs: paths, device, random streams, writers, progress."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..utils import Progress, atomic_write_bytes, atomic_write_json, make_generator
+from .rundir import RunDir
+
+__all__ = ["RunContext", "DivergenceError"]
+
+
+class DivergenceError(RuntimeError):
+    """Raised when a loss or metric becomes NaN/inf; the run is recorded as ``diverged``."""
+
+
+class RunContext:
+    """Handed to ``Experiment.run(cfg, ctx)``.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The run directory.
+    device : torch.device
+        Resolved device; data for the run should be generated on it.
+    log : logging.Logger
+        Writes to ``log.txt`` and to the console.
+    quirks : list[str]
+        Active reference quirks (``path=value``); appended to every figure caption.
+    """
+
+    def __init__(self, rundir: RunDir, cfg: Any, device: torch.device, logger: logging.Logger,
+                 quirks: list[str] | None = None):
+        self.rundir = rundir
+        self.path = rundir.path
+        self.cfg = cfg
+        self.device = device
+        self.log = logger
+        self.quirks = list(quirks or [])
+        self._arrays: dict[str, np.ndarray] = {}
+        self._captions: dict[str, str] = {}
+
+    # randomness -------------------------------------------------------------------------------
+    def generator(self, stream: str, device: torch.device | str | None = None) -> torch.Generator:
+        """An independent ``torch.Generator`` for ``stream``, derived from ``cfg.seed``.
+
+        Drawn on ``device`` (default: the run's device).
+        """
+        return make_generator(self.cfg.seed, stream, device or self.device)
+
+    # writers ----------------------------------------------------------------------------------
+    def log_metrics(self, **row: Any) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (flushed at once; NaN written as null)."""
+        clean = {k: _jsonable(v) for k, v in row.items()}
+        with open(self.rundir.metrics, "a") as f:
+            f.write(json.dumps(clean, allow_nan=False) + "\n")
+
+    def save_arrays(self, **arrays: Any) -> None:
+        """Add named arrays to ``arrays.npz`` (rewritten atomically; tensors are moved to CPU)."""
+        for k, v in arrays.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().cpu().numpy()
+            self._arrays[k] = np.asarray(v)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **self._arrays)
+        atomic_write_bytes(self.rundir.arrays, buf.getvalue())
+
+    def save_figure(self, fig: Any, stem: str, caption: str = "") -> list[Path]:
+        """Save ``fig`` as ``figures/<stem>.png`` and ``.pdf``; record the caption.
+
+        Active reference quirks are appended to the caption.
+        """
+        from ..plotting import save
+
+        paths = save(fig, self.rundir.figures / stem)
+        if self.quirks:
+            caption = (caption + " " if caption else "") + "Reference quirks active: " + ", ".join(self.quirks) + "."
+        self._captions[stem] = caption
+        atomic_write_json(self.rundir.figures / "captions.json", self._captions)
+        return paths
+
+    # progress and checks ----------------------------------------------------------------------
+    def progress(self, total: int | None, desc: str = "", unit: str = "it", log_every: float = 0.1) -> Progress:
+        """A tqdm bar (off on non-TTY) that also logs every ``log_every`` of ``total``."""
+        return Progress(total, desc=desc, unit=unit, log_every=log_every, logger=self.log)
+
+    def check_finite(self, value: float | torch.Tensor, what: str) -> None:
+        """Raise :class:`DivergenceError` naming ``what`` if ``value`` is NaN or infinite."""
+        v = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+        if not bool(torch.isfinite(v).all()):
+            raise DivergenceError(f"{what} became non-finite ({v.flatten()[:4].tolist()}); "
+                                  "try a smaller learning rate")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu()
+        v = v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v

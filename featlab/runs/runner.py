@@ -1,0 +1,174 @@
+"""Run one experiment config into its run directory, safely.
+
+Order of events (see :mod:`featlab.runs.rundir` for the layout):
+
+1. Validate the config and resolve the device. A bad value raises
+   :class:`~featlab.config.ConfigError` *before anything is written*.
+2. ``OUT/<experiment>/<hash12>/``: if it is ``DONE`` and ``force`` is off, skip it. Any other
+   existing directory (killed, crashed, diverged, or forced) is cleared and redone.
+3. Write ``config.json`` first, then run, appending metrics and saving arrays and figures.
+4. On NaN/inf (:class:`DivergenceError`), an exception or Ctrl-C, write ``FAILED`` with the
+   reason and traceback, log it, and re-raise: no ``DONE``.
+5. Write ``summary.json``, then ``DONE`` by atomic rename.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import active_quirks, config_hash, to_dict, validate
+from ..utils import atomic_write_json, atomic_write_text, resolve_device
+from .context import DivergenceError, RunContext
+from .rundir import STATUS_DONE, RunDir
+
+__all__ = ["execute", "RunResult", "RunFailed", "run_path"]
+
+
+class RunFailed(RuntimeError):
+    """A run stopped without DONE; ``.rundir`` holds the FAILED record."""
+
+    def __init__(self, message: str, rundir: RunDir, reason: str):
+        super().__init__(message)
+        self.rundir = rundir
+        self.reason = reason
+
+
+@dataclass
+class RunResult:
+    rundir: RunDir
+    summary: dict
+    skipped: bool
+    elapsed: float
+
+    @property
+    def path(self) -> Path:
+        return self.rundir.path
+
+
+def run_path(out: str | Path, experiment: str, cfg: Any) -> Path:
+    """``out/<experiment>/<config-hash-12>``."""
+    return Path(out) / experiment / config_hash(cfg)
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if r.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def _logger(rundir: RunDir, quiet: bool) -> tuple[logging.Logger, list[logging.Handler]]:
+    log = logging.getLogger(f"featlab.run.{rundir.path.parent.name}.{rundir.path.name}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    fh = logging.FileHandler(rundir.log)
+    fh.setFormatter(fmt)
+    handlers: list[logging.Handler] = [fh]
+    if not quiet:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(fmt)
+        handlers.append(sh)
+    for h in handlers:
+        log.addHandler(h)
+    return log, handlers
+
+
+def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "runs", *,
+            force: bool = False, quiet: bool = False) -> RunResult:
+    """Run ``experiment`` with ``cfg`` (default: its default preset) under ``out``.
+
+    Returns a :class:`RunResult`; ``skipped`` is True when a DONE run was found. Raises
+    :class:`~featlab.config.ConfigError` for bad configs (nothing written) and
+    :class:`RunFailed` when the run stops without DONE.
+    """
+    from ..experiments import get
+
+    exp = get(experiment) if isinstance(experiment, str) else experiment
+    if cfg is None:
+        cfg = exp.preset()
+    if not isinstance(cfg, exp.config):
+        raise TypeError(f"{exp.name} expects a {exp.config.__name__}, got {type(cfg).__name__}")
+    validate(cfg)
+    device = resolve_device(cfg.device)
+
+    rundir = RunDir(run_path(out, exp.name, cfg))
+    if rundir.status() == STATUS_DONE and not force:
+        return RunResult(rundir, rundir.read_summary(), skipped=True, elapsed=0.0)
+    if rundir.path.exists():
+        shutil.rmtree(rundir.path)
+    rundir.path.mkdir(parents=True)
+
+    quirks = active_quirks(cfg)
+    meta = {
+        "experiment": exp.name,
+        "hash": rundir.path.name,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        "device": str(device),
+        "reference_quirks": quirks,
+        "featlab_version": _version(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": _git_commit(),
+        "hostname": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(rundir.config, meta)
+    log, handlers = _logger(rundir, quiet)
+    ctx = RunContext(rundir, cfg, device, log, quirks)
+    t0 = time.perf_counter()
+    log.info("run %s -> %s", exp.name, rundir.path)
+    if quirks:
+        log.info("reference quirks active: %s", ", ".join(quirks))
+    try:
+        summary = exp.run(cfg, ctx) or {}
+        summary = {"experiment": exp.name, **summary}
+        elapsed = time.perf_counter() - t0
+        summary.setdefault("elapsed_s", round(elapsed, 3))
+        atomic_write_json(rundir.summary, summary)
+        log.info("done in %.1fs", elapsed)
+        atomic_write_text(rundir.done, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        return RunResult(rundir, summary, skipped=False, elapsed=elapsed)
+    except BaseException as e:  # noqa: BLE001 - every way out must leave a FAILED record
+        reason = ("diverged" if isinstance(e, DivergenceError)
+                  else "interrupted" if isinstance(e, KeyboardInterrupt) else "error")
+        msg = f"{type(e).__name__}: {e}"
+        atomic_write_json(rundir.failed, {"reason": reason, "message": msg, "traceback": traceback.format_exc(),
+                                          "elapsed_s": round(time.perf_counter() - t0, 3)})
+        log.error("run stopped (%s): %s", reason, msg)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise RunFailed(f"{exp.name} {reason}: {msg} (see {rundir.failed})", rundir, reason) from e
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def default_out() -> Path:
+    """``$FEATLAB_OUT`` or ``./runs``."""
+    return Path(os.environ.get("FEATLAB_OUT", "runs"))
