@@ -2,6 +2,11 @@
 
 Each subpackage lists its deliberate public names in ``_EXPORTS`` (name -> submodule); the
 list is compared with ``tests/api_surface.txt`` by ``tests/test_api_surface.py``.
+
+A submodule must not share its name with an exported attribute: importing ``pkg.agop`` binds
+the *module* to ``pkg.agop`` and would shadow the exported function. Such modules get a leading
+underscore (``featlab/probes/_agop.py`` exports ``agop``); the API-surface test checks that no
+exported name resolves to a module.
 """
 from __future__ import annotations
 
