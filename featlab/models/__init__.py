@@ -3,6 +3,19 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- zoo (models, images, training) ---
+    "AlexNet": "alexnet",
+    "BasicBlock": "resnet",
+    "Bottleneck": "resnet",
+    "FCNet": "fc",
+    "LeNet": "lenet",
+    "ResNet": "resnet",
+    "ScaledLinear": "fc",
+    "VGG": "vgg",
+    "VanillaCNN": "vanilla",
+    "available": "zoo",
+    "get": "zoo",
+    "load_state_dict_file": "zoo",
     # --- simple CNNs (scale detection) ---
     "SimpleCNN": "simple_cnn",
 }
