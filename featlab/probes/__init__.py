@@ -3,12 +3,20 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- diffeo stability (h6a; _stability: a submodule named like its function would shadow it) ---
+    "grid_laplacian": "spectrum",
+    "laplacian_spectrum": "spectrum",
+    "matched_noise": "noise",
+    "shuffle_channels": "shuffle",
+    "stability": "_stability",
     # --- agop (h4b; private modules: a submodule named like its function would shadow it) ---
     "AGOPMethod": "_agop",
+    "PatchAGOPMethod": "_patch_agop",
     "agop": "_agop",
     "correlation": "_correlation",
     "matrix_power_psd": "_nfa",
     "nfa": "_nfa",
+    "patch_agop": "_patch_agop",
     # --- hooks (foundation) ---
     "capture": "hooks",
     "eval_mode": "hooks",

@@ -13,6 +13,7 @@ Convention:
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -104,41 +105,66 @@ class _Accumulator:
         return G / n
 
 
+def _enter_probe_mode(stack: contextlib.ExitStack, module: nn.Module, force_eval: bool) -> None:
+    """eval() for the duration of ``stack`` (modes restored), or refuse train-mode BatchNorm."""
+    if force_eval:
+        stack.enter_context(eval_mode(module))
+    else:
+        refuse_train_batchnorm(module)
+
+
 def _batches(n: int, batch_size: int | None) -> Iterator[slice]:
     bs = n if batch_size is None else batch_size
     for i in range(0, n, bs):
         yield slice(i, min(n, i + bs))
 
 
-class _LayerInput:
-    """Forward pre-hook that swaps a layer's input for a leaf (or a given tensor)."""
+class _LayerLeaf:
+    """Hook that makes a layer's first input (``where="input"``, a forward pre-hook) or its
+    output (``where="output"``, a forward hook) replaceable, e.g. by a fresh leaf.
 
-    def __init__(self, module: nn.Module, name: str):
-        self.module, self.name = module, name
+    The leaf is stored in ``h``; the layer (or the rest of the network) receives ``h.clone()``
+    when ``clone_leaf`` so that an in-place op (``ReLU(inplace=True)``) never touches the leaf.
+    """
+
+    def __init__(self, module: nn.Module, name: str, where: str = "input"):
+        self.module, self.name, self.where = module, name, where
         self.replacement: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.clone_leaf = False
         self.calls = 0
         self.h: torch.Tensor | None = None
 
     def __enter__(self):
-        self.handle = self.module.register_forward_pre_hook(self._hook)
+        if self.where == "input":
+            self.handle = self.module.register_forward_pre_hook(self._pre_hook)
+        else:
+            self.handle = self.module.register_forward_hook(self._hook)
         return self
 
     def __exit__(self, *exc):
         self.handle.remove()
 
-    def _hook(self, _m, args):
+    def _swap(self, t: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         if self.calls > 1:
             raise ValueError(f"layer {self.name!r} is called more than once per forward; "
-                             "the AGOP w.r.t. its input is ambiguous")
-        h = self.replacement(args[0]) if self.replacement is not None else args[0]
+                             "the gradient w.r.t. it is ambiguous")
+        h = self.replacement(t) if self.replacement is not None else t
         self.h = h
-        return (h,) + tuple(args[1:])
+        return h.clone() if self.clone_leaf else h
+
+    def _pre_hook(self, _m, args):
+        return (self._swap(args[0]),) + tuple(args[1:])
+
+    def _hook(self, _m, _args, out):
+        if isinstance(out, (tuple, list)):
+            raise ValueError(f"layer {self.name!r} returns a tuple; a tensor output is needed")
+        return self._swap(out)
 
 
-def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerInput | None, batch_size,
+def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerLeaf | None, batch_size,
                     chunk_size, n_sketch, generator, cast_dtype, device):
-    """Yield (g (m, B, d), k (m,) or None, c, d) for each batch of X."""
+    """Yield (g (m, B, *leaf_shape), k (m,) or None, c) for each batch of X."""
     n = X.shape[0]
     for sl in _batches(n, batch_size):
         xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)  # (B, *shape)
@@ -152,15 +178,16 @@ def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerInput | None, b
         else:
             layer_in.calls = 0
             layer_in.replacement = lambda h: h.detach().requires_grad_(True)
+            layer_in.clone_leaf = True
             try:
                 out = f(xb)
             finally:
-                layer_in.replacement = None
+                layer_in.replacement, layer_in.clone_leaf = None, False
             if layer_in.calls != 1:
                 raise ValueError(f"layer {layer_in.name!r} was not called in the forward pass")
             leaf = layer_in.h
         out = out.reshape(B, -1)  # (B, c)
-        c, d = out.shape[1], leaf[0].numel()
+        c = out.shape[1]
         if method is AGOPMethod.SKETCH:
             gdev = generator.device if generator is not None else out.device
             V = torch.randn(n_sketch, B, c, generator=generator, device=gdev, dtype=out.dtype)
@@ -168,7 +195,7 @@ def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerInput | None, b
             probes = [V[j:j + (chunk_size or 1)] for j in range(0, n_sketch, chunk_size or 1)]
             for pi, Vj in enumerate(probes):
                 g = _vjp(out, leaf, Vj, retain=pi < len(probes) - 1)  # (m', B, *)
-                yield g.reshape(g.shape[0], B, d) / (n_sketch ** 0.5), None, c, d
+                yield g / (n_sketch ** 0.5), None, c
             continue
         step = chunk_size or 1
         for k0 in range(0, c, step):
@@ -176,7 +203,7 @@ def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerInput | None, b
             E = torch.zeros(len(ks), B, c, dtype=out.dtype, device=out.device)  # (m, B, c)
             E[torch.arange(len(ks)), :, ks] = 1.0
             g = _vjp(out, leaf, E, retain=k0 + step < c)
-            yield g.reshape(len(ks), B, d), ks, c, d
+            yield g, ks, c
 
 
 def _vjp(out: torch.Tensor, leaf: torch.Tensor, V: torch.Tensor, retain: bool) -> torch.Tensor:
@@ -190,7 +217,7 @@ def _vjp(out: torch.Tensor, leaf: torch.Tensor, V: torch.Tensor, retain: bool) -
     return torch.zeros((V.shape[0],) + leaf.shape, dtype=leaf.dtype, device=leaf.device) if g is None else g
 
 
-def _jacrev_block(f, xb, layer_in: _LayerInput | None, chunk_size):
+def _jacrev_block(f, xb, layer_in: _LayerLeaf | None, chunk_size):
     from torch.func import jacrev, vmap
 
     B = xb.shape[0]
@@ -213,8 +240,8 @@ def _jacrev_block(f, xb, layer_in: _LayerInput | None, chunk_size):
                 layer_in.replacement = None
         J = vmap(jacrev(f_single, chunk_size=chunk_size))(H, xb)  # (B, c, *h_shape)
     c = J.shape[1]
-    J = J.reshape(B, c, -1).transpose(0, 1)  # (c, B, d)
-    return J, torch.arange(c, device=J.device), c, J.shape[-1]
+    J = J.transpose(0, 1)  # (c, B, *shape)
+    return J, torch.arange(c, device=J.device), c
 
 
 def agop(model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, *,
@@ -287,21 +314,19 @@ def agop(model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor], X: tor
     n = X.shape[0]
 
     module = model_or_fn if isinstance(model_or_fn, nn.Module) else None
-    import contextlib
     with contextlib.ExitStack() as stack:
         if module is not None:
-            if force_eval:
-                stack.enter_context(eval_mode(module))
-            else:
-                refuse_train_batchnorm(module)
+            _enter_probe_mode(stack, module, force_eval)
         layer_in = None
         if layer is not None:
-            layer_in = stack.enter_context(_LayerInput(get_module(module, layer), layer))
+            layer_in = stack.enter_context(_LayerLeaf(get_module(module, layer), layer))
         acc = None
-        for g, k, c, d in _forward_blocks(model_or_fn, X, method=method, layer_in=layer_in,
+        for g, k, c in _forward_blocks(model_or_fn, X, method=method, layer_in=layer_in,
                                           batch_size=batch_size, chunk_size=chunk_size,
                                           n_sketch=n_sketch, generator=generator,
                                           cast_dtype=cast_dtype, device=device):
+            g = g.reshape(g.shape[0], g.shape[1], -1)  # (m, B, d)
+            d = g.shape[-1]
             if acc is None:
                 acc_dev = "cpu" if store_on == "cpu" else g.device
                 acc = _Accumulator(d, c, dtype, acc_dev, centering)
