@@ -3,6 +3,12 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- kernels (RFM, ConvRFM, CNTK) ---
+    "RFM": "rfm",
+    "Solver": "solvers",
+    "gaussian_kernel": "mahalanobis",
+    "kernel_agop": "rfm",
+    "laplace_kernel": "mahalanobis",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
