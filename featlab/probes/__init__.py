@@ -13,6 +13,7 @@ _EXPORTS: dict[str, str] = {
     "AGOPMethod": "_agop",
     "PatchAGOPMethod": "_patch_agop",
     "agop": "_agop",
+    "cnfa": "_cnfa",
     "correlation": "_correlation",
     "matrix_power_psd": "_nfa",
     "nfa": "_nfa",
