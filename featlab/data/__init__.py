@@ -3,6 +3,9 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- emergence data ---
+    "GaussianClone": "clone", "LatentField": "latent", "NLGP": "nlgp", "latent_covariance": "latent",
+    "nlgp_marginal_kurtosis": "nlgp",
     # --- scale detection ---
     "local_diffeo_1d": "scale_detection", "local_translation": "scale_detection",
     "scale_detection_1d": "scale_detection", "twopoints": "scale_detection",

@@ -1,0 +1,322 @@
+"""Latent Gaussian field (spec emergence.md §2.1) and the two Gaussian samplers used by every
+data model: circulant FFT (periodic) and dense (Cholesky / eigh square root).
+
+Convention:
+    Sites i = 0..L-1 (1D); in 2D site (row, col) is flattened row-major, i = row·L + col,
+    so the 2D covariance is kron(C_1D, C_1D). Covariance C_ij = exp(-d(i,j)²/ξ²) (ξ², not
+    2ℓ²), with d the wrapped distance min(|i-j|, L-|i-j|) for ``boundary="periodic"``
+    (featlab default) or |i-j| for ``"open"`` (the reference default). ξ is in sites unless
+    ``extensive=True`` (ξ ← ξ·L, L the linear size also in 2D). Samples are (n, L) in 1D and
+    (n, L, L) in 2D, drawn on ``generator.device`` (CPU when None). ``covariance()`` is
+    always the covariance the sampler *realises* (float64, CPU).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "latent_covariance",
+    "distance_matrix",
+    "LatentField",
+    "CirculantGaussian",
+    "DenseGaussian",
+    "JITTERS",
+    "check_geometry",
+]
+
+#: Jitters tried in order by the open-boundary Cholesky sampler; the first that factorises wins.
+JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3)
+CHUNK = 2**14
+
+
+def check_geometry(L: int, dim: int, boundary: str) -> None:
+    """Validate the common geometry arguments (one-line ValueErrors)."""
+    if not (isinstance(L, int) and L >= 1):
+        raise ValueError(f"L must be a positive int, got {L!r}")
+    if dim not in (1, 2):
+        raise ValueError(f"dim must be 1 or 2, got {dim!r}")
+    if boundary not in ("periodic", "open"):
+        raise ValueError(f"boundary must be 'periodic' or 'open', got {boundary!r}")
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return torch.device("cpu") if generator is None else generator.device
+
+
+def distance_matrix(L: int, boundary: str = "periodic") -> torch.Tensor:
+    """(L, L) float64 site distances: wrapped min(|i-j|, L-|i-j|) (periodic) or |i-j| (open)."""
+    check_geometry(L, 1, boundary)
+    i = torch.arange(L, dtype=torch.float64)
+    d = (i[:, None] - i[None, :]).abs()
+    return torch.minimum(d, L - d) if boundary == "periodic" else d
+
+
+def latent_covariance(L: int, xi: float, dim: int = 1, boundary: str = "periodic",
+                      extensive: bool = False) -> torch.Tensor:
+    """Dense latent covariance C_ij = exp(-d(i,j)²/ξ²), float64 (D, D), D = L**dim.
+
+    Parameters
+    ----------
+    L : int
+        Linear size.
+    xi : float
+        Correlation length in sites (> 0); multiplied by L when ``extensive``.
+    dim : {1, 2}
+        2D is kron(C_1D, C_1D) under row-major flattening.
+    boundary : {"periodic", "open"}
+    extensive : bool
+        The reference's ``--extensivexis``: ξ ← ξ·L.
+
+    Returns
+    -------
+    Tensor (D, D) float64. No jitter is added (see :class:`LatentField`).
+
+    Convention:
+        Row-major 2D flattening i = row·L + col, i.e. C_2D[(r1,c1),(r2,c2)] =
+        exp(-(d(r1,r2)² + d(c1,c2)²)/ξ²).
+    """
+    check_geometry(L, dim, boundary)
+    if not xi > 0:
+        raise ValueError(f"xi must be > 0, got {xi!r}")
+    xi_eff = xi * L if extensive else xi
+    C1 = torch.exp(-distance_matrix(L, boundary) ** 2 / xi_eff**2)  # (L, L)
+    return C1 if dim == 1 else torch.kron(C1, C1)
+
+
+def _circulant_from_image(img: torch.Tensor) -> torch.Tensor:
+    """Dense (D, D) matrix of the (block-)circulant operator whose first row is ``img``."""
+    L = img.shape[0]
+    k = torch.arange(L)
+    off = (k[None, :] - k[:, None]) % L  # (L, L): j - i mod L
+    if img.dim() == 1:
+        return img[off]
+    # 2D: C[(r1,c1),(r2,c2)] = img[(r2-r1)%L, (c2-c1)%L]
+    C = img[off[:, None, :, None], off[None, :, None, :]]  # (L_r1, L_c1, L_r2, L_c2)
+    return C.reshape(L * L, L * L)
+
+
+class CirculantGaussian:
+    """Zero-mean Gaussian with a (block-)circulant covariance, sampled by FFT in O(D log D).
+
+    Parameters
+    ----------
+    row_image : Tensor (L,) or (L, L)
+        First row of the covariance (1D) or the first row reshaped row-major to (L, L) (2D).
+        Must be symmetric under k → -k (a real symmetric circulant).
+    jitter : float
+        Added to every eigenvalue (εI is circulant); default 0.
+
+    Attributes
+    ----------
+    lam : Tensor (L,) or (L, L) float64
+        Eigenvalues Re FFT(row_image), clipped at 0 (negative round-off / the wrapped-kernel's
+        small negative eigenvalues), plus jitter.
+    n_clipped : int
+        How many eigenvalues were negative before clipping.
+
+    Convention:
+        x = IFFT(√λ₊ ⊙ FFT(ε)), ε ~ N(0, I) real, computed with rfft/irfft (identical since √λ₊
+        is real and even); Cov(x) = C_eff = F⁻¹ diag(λ₊) F, returned by ``covariance()``.
+        Eigenvalue clipping is the spec's matrix-square-root rule (clip negatives to 0).
+    """
+
+    def __init__(self, row_image: torch.Tensor, jitter: float = 0.0):
+        img = torch.as_tensor(row_image, dtype=torch.float64).cpu()
+        if img.dim() not in (1, 2) or (img.dim() == 2 and img.shape[0] != img.shape[1]):
+            raise ValueError(f"row_image must be (L,) or (L, L), got shape {tuple(img.shape)}")
+        self.shape = tuple(img.shape)
+        self.dims = tuple(range(-img.dim(), 0))
+        lam = torch.fft.fftn(img, dim=self.dims).real
+        self.n_clipped = int((lam < 0).sum())
+        self.lam = lam.clamp(min=0.0) + float(jitter)
+        self.D = img.numel()
+        self._sqrt_half: dict = {}
+
+    @property
+    def row_image(self) -> torch.Tensor:
+        """First row of the realised covariance C_eff, shaped like the input image."""
+        return torch.fft.ifftn(self.lam, dim=self.dims).real
+
+    def covariance(self) -> torch.Tensor:
+        """C_eff (D, D) float64: the covariance this sampler realises."""
+        return _circulant_from_image(self.row_image)
+
+    def _sqrt(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._sqrt_half:
+            half = self.lam[..., : self.shape[-1] // 2 + 1].sqrt()
+            self._sqrt_half[key] = half.to(device=device, dtype=dtype)
+        return self._sqrt_half[key]
+
+    def transform(self, eps: torch.Tensor, chunk_size: int = CHUNK) -> torch.Tensor:
+        """Map white noise ε (n, *shape) to the field, in chunks of ``chunk_size`` (memory only)."""
+        s = self._sqrt(eps.device, eps.dtype)
+        out = torch.empty_like(eps)
+        for a in range(0, eps.shape[0], chunk_size):
+            e = eps[a : a + chunk_size]
+            out[a : a + chunk_size] = torch.fft.irfftn(s * torch.fft.rfftn(e, dim=self.dims),
+                                                       s=self.shape, dim=self.dims)
+        return out
+
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               dtype: torch.dtype = torch.float32, chunk_size: int = CHUNK) -> torch.Tensor:
+        """n samples (n, *shape) on ``generator.device``; ``chunk_size`` never changes the values."""
+        eps = torch.randn((int(n),) + self.shape, generator=generator, dtype=dtype,
+                          device=_gen_device(generator))
+        return self.transform(eps, chunk_size)
+
+
+class DenseGaussian:
+    """Zero-mean Gaussian with a dense covariance: Cholesky factor or symmetric eigh square root.
+
+    Parameters
+    ----------
+    cov : Tensor (D, D)
+        Target covariance (symmetrised, float64).
+    shape : tuple
+        Output sample shape, e.g. (L,) or (L, L) (row-major).
+    method : {"cholesky", "eigh"}
+        ``"cholesky"``: exact factor, fails if ``cov`` is not positive definite (use jitter).
+        ``"eigh"``: A = V diag(√λ₊) Vᵀ with negative eigenvalues clipped to 0; works for any
+        symmetric input, realising V diag(λ₊) Vᵀ. Both cost O(D²) per sample after an O(D³)
+        set-up.
+
+    Convention:
+        x = A ε with A Aᵀ = realised covariance (``covariance()``), ε ~ N(0, I).
+    """
+
+    def __init__(self, cov: torch.Tensor, shape: tuple, method: str = "cholesky"):
+        C = torch.as_tensor(cov, dtype=torch.float64).cpu()
+        C = 0.5 * (C + C.T)
+        self.shape = tuple(shape)
+        self.D = C.shape[0]
+        if math.prod(self.shape) != self.D:
+            raise ValueError(f"shape {self.shape} does not match covariance size {self.D}")
+        if method == "cholesky":
+            self.A = torch.linalg.cholesky(C)
+            self._cov = C
+        elif method == "eigh":
+            lam, V = torch.linalg.eigh(C)
+            lam = lam.clamp(min=0.0)
+            self.A = (V * lam.sqrt()) @ V.T
+            self._cov = (V * lam) @ V.T
+        else:
+            raise ValueError(f"method must be 'cholesky' or 'eigh', got {method!r}")
+        self.method = method
+        self._A: dict = {}
+
+    def covariance(self) -> torch.Tensor:
+        """The realised covariance (D, D) float64."""
+        return self._cov.clone()
+
+    def transform(self, eps: torch.Tensor, chunk_size: int = CHUNK) -> torch.Tensor:
+        """Map white noise ε (n, *shape) to samples, in chunks (memory only)."""
+        key = (str(eps.device), eps.dtype)
+        if key not in self._A:
+            self._A[key] = self.A.to(device=eps.device, dtype=eps.dtype)
+        At = self._A[key].T
+        flat = eps.reshape(eps.shape[0], self.D)
+        out = torch.empty_like(flat)
+        for a in range(0, flat.shape[0], chunk_size):
+            out[a : a + chunk_size] = flat[a : a + chunk_size] @ At
+        return out.reshape(eps.shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               dtype: torch.dtype = torch.float32, chunk_size: int = CHUNK) -> torch.Tensor:
+        eps = torch.randn((int(n),) + self.shape, generator=generator, dtype=dtype,
+                          device=_gen_device(generator))
+        return self.transform(eps, chunk_size)
+
+
+class LatentField:
+    """The latent Gaussian field z ~ N(0, C) of spec §2.1.
+
+    Parameters
+    ----------
+    L : int
+        Linear size; D = L**dim.
+    xi : float
+        Correlation length in sites (ξ·L if ``extensive``).
+    dim : {1, 2}
+    boundary : {"periodic", "open"}
+        ``"periodic"`` (default): circulant FFT sampler, eigenvalues clipped at 0, no jitter
+        unless given. ``"open"``: cached Cholesky of C + εI with the smallest ε in
+        :data:`JITTERS` that factorises, or the given ``jitter`` (the reference uses 1e-3).
+    extensive : bool
+        ξ ← ξ·L (the reference's ``--extensivexis``).
+    jitter : float or None
+        Explicit εI; recorded as ``.jitter``.
+
+    Attributes
+    ----------
+    D : int
+    xi_eff : float
+        ξ in sites after the extensive flag.
+    jitter : float
+        ε actually used.
+    site_variance : float
+        s² = diagonal of the realised covariance (constant over sites).
+    sampler : CirculantGaussian or DenseGaussian
+
+    Convention:
+        See the module docstring: C = exp(-d²/ξ²), row-major 2D flattening, samples (n, L) or
+        (n, L, L) on ``generator.device``; ``covariance()`` = C_eff (periodic, + εI if given)
+        or C + εI (open).
+    """
+
+    marginal_kurtosis = 3.0
+
+    def __init__(self, L: int, xi: float, dim: int = 1, boundary: str = "periodic",
+                 extensive: bool = False, jitter: float | None = None):
+        check_geometry(L, dim, boundary)
+        if not xi > 0:
+            raise ValueError(f"xi must be > 0, got {xi!r}")
+        if jitter is not None and not jitter >= 0:
+            raise ValueError(f"jitter must be None or >= 0, got {jitter!r}")
+        self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
+        self.D = L**dim
+        self.xi_eff = xi * L if extensive else xi
+        self.shape = (L,) * dim
+        if boundary == "periodic":
+            k = torch.arange(L, dtype=torch.float64)
+            d0 = torch.minimum(k, L - k)
+            c1 = torch.exp(-(d0**2) / self.xi_eff**2)  # (L,) first row of C_1D
+            img = c1 if dim == 1 else torch.outer(c1, c1)  # row-major first row of kron
+            self.jitter = float(jitter or 0.0)
+            self.sampler = CirculantGaussian(img, jitter=self.jitter)
+        else:
+            C = latent_covariance(L, xi, dim, boundary, extensive)
+            eye = torch.eye(self.D, dtype=torch.float64)
+            for eps in ((jitter,) if jitter is not None else JITTERS):
+                _, info = torch.linalg.cholesky_ex(C + eps * eye)
+                if int(info) == 0:
+                    break
+            else:
+                raise ValueError(f"jitter={jitter!r}: C + jitter·I is not positive definite")
+            self.jitter = float(eps)
+            self.sampler = DenseGaussian(C + eps * eye, self.shape, method="cholesky")
+        self.site_variance = float(self.covariance_diagonal())
+
+    def covariance_diagonal(self) -> float:
+        """s² = C_eff[0, 0] (periodic) or 1 + ε (open)."""
+        if isinstance(self.sampler, CirculantGaussian):
+            return float(self.sampler.row_image.reshape(-1)[0])
+        return float(self.sampler.covariance()[0, 0])
+
+    def covariance(self) -> torch.Tensor:
+        """Realised covariance (D, D) float64 on CPU."""
+        return self.sampler.covariance()
+
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               dtype: torch.dtype = torch.float32, chunk_size: int = CHUNK) -> torch.Tensor:
+        """n latent samples, (n, L) or (n, L, L), on ``generator.device``.
+
+        ``chunk_size`` bounds the FFT/matmul working memory and never changes the values.
+        """
+        return self.sampler.sample(n, generator, dtype=dtype, chunk_size=chunk_size)
+
+    def __repr__(self) -> str:
+        return (f"LatentField(L={self.L}, xi={self.xi}, dim={self.dim}, boundary={self.boundary!r}, "
+                f"extensive={self.extensive}, jitter={self.jitter})")
