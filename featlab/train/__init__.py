@@ -3,6 +3,10 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- image classifiers (zoo) ---
+    "TrainHistory": "classifier",
+    "evaluate": "classifier",
+    "fit_classifier": "classifier",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
