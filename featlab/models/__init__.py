@@ -3,6 +3,8 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- emergence (committee, follow-up nets) ---
+    "MLP": "simplenet", "SimpleNet": "simplenet", "TwoLayer": "committee",
     # --- zoo (models, images, training) ---
     "AlexNet": "alexnet",
     "BasicBlock": "resnet",
