@@ -3,6 +3,14 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- image data (zoo) ---
+    "ImageData": "images",
+    "load_cifar10": "images",
+    "load_cifar100": "images",
+    "load_digits": "images",
+    "load_fashion_mnist": "images",
+    "load_mnist": "images",
+    "natural_patches": "images",
     # --- emergence data ---
     "GaussianClone": "clone", "LatentField": "latent", "NLGP": "nlgp", "latent_covariance": "latent",
     "nlgp_marginal_kurtosis": "nlgp",
