@@ -214,3 +214,13 @@ def test_callback_can_stop_early():
     h = fit_classifier(_net(), _blobs(n=16), epochs=5, batch_size=8, progress=False,
                        callback=lambda e, m, hist: e >= 2)
     assert h.epoch == [1, 2] and "end" in h.checkpoints
+
+
+@pytest.mark.cuda
+def test_cuda_training_with_cuda_generator():
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    h = fit_classifier(_net(), _blobs(), lr=0.05, epochs=5, batch_size=16, augment="crop_flip",
+                       crop_padding=1, corruption_std=0.1, generator=g, device=dev, progress=False)
+    assert h.train_loss[-1] < h.train_loss[0]
+    assert h.checkpoints["end"]["1.weight"].device.type == "cpu"

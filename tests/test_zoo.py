@@ -195,3 +195,30 @@ def test_load_state_dict_file_refuses_code(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         zoo.load_state_dict_file(zoo.get("lenet"), path)
+
+
+def test_convention_fc_forward_formula():
+    g = torch.Generator().manual_seed(0)
+    m = zoo.get("fc2", in_channels=1, input_size=3, width=5, num_classes=2, generator=g).double()
+    x = torch.randn(4, 1, 3, 3, generator=g, dtype=torch.float64)
+    h = x.flatten(1)  # row-major flatten, d = 9
+    W1, b1 = m.features[1].weight, m.features[1].bias
+    W2, b2 = m.features[3].weight, m.features[3].bias
+    h = torch.relu(h @ W1.T / 3.0 + b1)  # 1/sqrt(9)
+    h = torch.relu(h @ W2.T / math.sqrt(5) + b2)
+    out = h @ m.classifier.weight.T / 5  # readout 1/h, no bias
+    assert torch.allclose(m(x), out, atol=1e-12)
+
+
+def test_convention_lenet_flatten_size_matches_reference():
+    assert zoo.get("lenet").fc1.in_features == 16 * 5 * 5
+    assert zoo.get("lenet", in_channels=1, input_size=28).fc1.in_features == 16 * 4 * 4
+
+
+def test_convention_vgg_1ch_zero_pad_shifts_indices():
+    with torch.device("meta"):
+        m1 = zoo.get("vgg11", in_channels=1, input_size=28)
+        m0 = zoo.get("vgg11", in_channels=1, input_size=32, pad_1ch=False)
+    assert m1.features[0].padding == (2, 2, 2, 2) and isinstance(m1.features[1], nn.Conv2d)
+    assert isinstance(m0.features[0], nn.Conv2d)
+    assert "features.1.weight" in m1.state_dict() and "features.0.weight" in m0.state_dict()
