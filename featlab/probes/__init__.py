@@ -3,6 +3,12 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- emergence (IPR, receptive fields) ---
+    "WidthMethod": "receptive", "circular_centre": "receptive", "circular_std": "receptive",
+    "concentration": "receptive", "fwhm": "receptive", "ipr": "_ipr", "ipr_baseline": "_ipr",
+    "localised": "_ipr", "participation_ratio": "_ipr", "periodic_distance": "receptive",
+    "position_moments": "receptive", "preactivation_kurtosis": "_ipr", "profile": "receptive",
+    "rayleigh_test": "receptive", "tiling": "receptive",
     # --- diffeo stability (h6a; _stability: a submodule named like its function would shadow it) ---
     "grid_laplacian": "spectrum",
     "laplacian_spectrum": "spectrum",
