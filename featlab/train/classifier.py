@@ -143,14 +143,15 @@ def crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | No
 
 def _crop_flip_apply(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor,
                      padding: int) -> torch.Tensor:
+    # one flat gather over the padded images (≈4x a per-image loop on CPU, see bench_train)
     B, C, H, W = x.shape
-    xp = Fn.pad(x, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p)
+    Wp = W + 2 * padding
+    xp = Fn.pad(x, (padding, padding, padding, padding)).flatten(2)  # (B, C, Hp·Wp)
     rows = oy[:, None] + torch.arange(H, device=x.device)  # (B, H)
     cols = ox[:, None] + torch.arange(W, device=x.device)  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    b = torch.arange(B, device=x.device)[:, None, None]
-    out = xp[b, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    idx = (rows[:, :, None] * Wp + cols[:, None, :]).flatten(1)  # (B, H·W)
+    return xp.gather(2, idx[:, None, :].expand(B, C, H * W)).view(B, C, H, W)
 
 
 def _corrupt(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
