@@ -3,6 +3,10 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- kernels toys ---
+    "bars": "toys",
+    "digit_in_noise": "toys",
+    "row_signal": "toys",
     # --- image data (zoo) ---
     "ImageData": "images",
     "load_cifar10": "images",

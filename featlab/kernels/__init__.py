@@ -4,6 +4,7 @@ from .._lazy import attach
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
     # --- kernels (RFM, ConvRFM, CNTK) ---
+    "ConvRFM": "convrfm",
     "RFM": "rfm",
     "Solver": "solvers",
     "gaussian_kernel": "mahalanobis",

@@ -1,0 +1,202 @@
+"""ConvRFM: RFM with an aligned-patch Mahalanobis kernel on images (spec agop_rfm.md §7).
+
+K_M(x, z) = (1/P) sum_p k_M(x_p, z_p): the patch kernel averaged over the P aligned positions
+(no pooling), with one M in R^{cq^2 x cq^2} shared by all positions. M is updated with the
+patch-AGOP of the kernel predictor, each patch treated as an independent input.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .mahalanobis import KernelKind, apply_M, self_tol
+from .rfm import _BLOCK, RFM
+
+__all__ = ["ConvRFM", "extract_patches", "patch_kernel", "patch_agop_kernel"]
+
+
+def extract_patches(X: torch.Tensor, patch_size: int, padding: str = "zero") -> torch.Tensor:
+    """Stride-1 q x q patches of images, shape (n, P, c q^2).
+
+    Convention:
+        X: (n, c, H, W). padding "zero" / "circular" pads q//2 on every side, "none" pads
+        nothing (P = (H - q + 1)(W - q + 1)). Positions are row-major (F.unfold order); each
+        patch vector is in (channel, row, col) order, the order of a flattened conv weight.
+    """
+    if X.ndim != 4:
+        raise ValueError(f"X must be images (n, c, H, W), got shape {tuple(X.shape)}")
+    q = patch_size
+    if padding not in ("zero", "circular", "none"):
+        raise ValueError(f"padding={padding!r} is not allowed; allowed: zero, circular, none")
+    if padding != "none" and q // 2 > 0:
+        X = F.pad(X, (q // 2,) * 4, mode="constant" if padding == "zero" else "circular")
+    if X.shape[-1] < q or X.shape[-2] < q:
+        raise ValueError(f"patch_size={q} is larger than the (padded) image {tuple(X.shape[-2:])}")
+    return F.unfold(X, q).transpose(1, 2).contiguous()  # (n, P, c q^2)
+
+
+def _sq_dist_positions(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None):
+    """Per-position squared M-distances (Pc, na, nb) and the quadratic forms; A: (Pc, na, D)."""
+    AM, BM = apply_M(A, M), apply_M(B, M)
+    qa, qb = (AM * A).sum(-1), (BM * B).sum(-1)  # (Pc, na), (Pc, nb)
+    D2 = torch.baddbmm(qa[:, :, None] + qb[:, None, :], AM, B.transpose(1, 2), alpha=-2.0)
+    return D2.clamp_(min=0), qa, qb, AM, BM
+
+
+def patch_kernel(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None, *, kind: str = "laplace",
+                 bandwidth: float = 10.0, chunk_size: int | None = None) -> torch.Tensor:
+    """Aligned-patch kernel (1/P) sum_p k_M(a_p, b_p), shape (na, nb), from patches (n, P, D).
+
+    ``chunk_size`` (positions per block) bounds memory at chunk_size * na * nb; it never
+    changes the result. When ``B is A`` the self distances are exactly 0.
+    """
+    kind = KernelKind(kind)
+    na, P, _ = A.shape
+    nb = B.shape[0]
+    same = A is B
+    pc = chunk_size or max(1, _BLOCK // max(na * nb, 1))
+    K = torch.zeros(na, nb, dtype=A.dtype, device=A.device)
+    for s in range(0, P, pc):
+        a = A[:, s:s + pc].transpose(0, 1).contiguous()  # (Pc, na, D)
+        b = a if same else B[:, s:s + pc].transpose(0, 1).contiguous()  # (Pc, nb, D)
+        D2 = _sq_dist_positions(a, b, M)[0]
+        if same:
+            D2.diagonal(dim1=1, dim2=2).zero_()
+        if kind == KernelKind.LAPLACE:
+            K += D2.sqrt_().mul_(-1.0 / bandwidth).exp_().sum(0)
+        else:
+            K += D2.mul_(-0.5 / bandwidth**2).exp_().sum(0)
+    return K / P
+
+
+def patch_grads(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: torch.Tensor | None, *,
+                kind: str = "laplace", bandwidth: float = 10.0, positions: slice = slice(None)
+                ) -> torch.Tensor:
+    """Closed-form patch gradients grad_{q_p} f_c, shape (Pc, m, c, D), for the positions given.
+
+    Convention:
+        grad_{x_p} f_c(x) = (1/(L P)) sum_t alpha_tc K~(x_p, z^t_p) M (z^t_p - x_p) (spec §7);
+        K~ as in :func:`featlab.kernels.mahalanobis.grad_weights` (self pairs excluded).
+    """
+    kind = KernelKind(kind)
+    P = A.shape[1]
+    q = Q[:, positions].transpose(0, 1).contiguous()  # (Pc, m, D)
+    a = A[:, positions].transpose(0, 1).contiguous()  # (Pc, n, D)
+    D2, qq, qa, QM, AM = _sq_dist_positions(q, a, M)
+    if kind == KernelKind.GAUSSIAN:
+        Kt = D2.mul_(-0.5 / bandwidth**2).exp_().div_(bandwidth**2)
+    else:
+        mask = (D2 <= self_tol(Q.dtype) * (qq[:, :, None] + qa[:, None, :])) | (D2 < 1e-20)
+        r = D2.sqrt_()
+        Kt = torch.exp(-r / bandwidth).div_(bandwidth * r.clamp(min=1e-30)).masked_fill_(mask, 0.0)
+    Kt /= P  # (Pc, m, n)
+    Ka = Kt @ alpha  # (Pc, m, c)
+    out = torch.empty(*q.shape[:2], alpha.shape[1], q.shape[2], dtype=Q.dtype, device=Q.device)
+    for c in range(alpha.shape[1]):
+        out[:, :, c] = Kt @ (alpha[None, :, c:c + 1] * AM) - Ka[:, :, c:c + 1] * QM
+    return out
+
+
+def patch_agop_kernel(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: torch.Tensor | None, *,
+                      kind: str = "laplace", bandwidth: float = 10.0, diag: bool = False,
+                      centering: bool = False, chunk_size: int | None = None) -> torch.Tensor:
+    """Summed patch-AGOP  sum_{x in Q} sum_p sum_c grad_{x_p} f_c grad_{x_p} f_c^T, (D, D) or (D,).
+
+    ``centering`` subtracts the mean over all (image, position, class) gradient rows.
+    ``chunk_size`` (positions per block) is a memory knob only.
+    """
+    m, P, D = Q.shape
+    n = A.shape[0]
+    pc = chunk_size or max(1, _BLOCK // max(m * max(n, alpha.shape[1] * D), 1))
+    G = torch.zeros(D if diag else (D, D), dtype=Q.dtype, device=Q.device)
+    gsum = torch.zeros(D, dtype=Q.dtype, device=Q.device)
+    count = 0
+    for s in range(0, P, pc):
+        g = patch_grads(Q, A, alpha, M, kind=kind, bandwidth=bandwidth, positions=slice(s, s + pc))
+        g = g.reshape(-1, D)
+        G += (g * g).sum(0) if diag else g.T @ g
+        gsum += g.sum(0)
+        count += g.shape[0]
+    if centering:
+        mean = gsum / count
+        G -= count * (mean * mean if diag else torch.outer(mean, mean))
+    return G
+
+
+class ConvRFM(RFM):
+    """Convolutional RFM on images with the aligned-patch Mahalanobis kernel (spec §7).
+
+    Parameters
+    ----------
+    patch_size : int
+        q; patches have D = c q^2 coordinates in (channel, row, col) order.
+    padding : {"zero", "circular", "none"}
+        Padding of q//2 before extracting stride-1 patches.
+    bandwidth, kernel, reg, n_iter, ... :
+        As :class:`featlab.kernels.RFM`; ``batch_size`` here is the number of positions per
+        block (memory only). ``agop_samples`` counts images.
+
+    Attributes
+    ----------
+    M_ : tensor (D, D) or (D,), the patch Mahalanobis matrix; others as RFM (X_fit_ are images).
+
+    Convention:
+        X: (n, c, H, W). K(x, z) = (1/P) sum_p k_M(x_p, z_p) with aligned patches and one shared
+        M. Patch-AGOP with every patch an independent input; M <- normalise(AGOP^power).
+
+    See Also
+    --------
+    featlab.kernels.RFM, featlab.kernels.DeepConvRFM
+
+    References
+    ----------
+    Beaglehole, Radhakrishnan, Pandit, Belkin, arXiv:2309.00570 (2023).
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.randn(40, 1, 6, 6, dtype=torch.float64); y = (X[:, 0, 2].sum(1) > 0).long()
+    >>> ConvRFM(patch_size=3, n_iter=1, random_state=0).fit(X, y).M_.shape
+    torch.Size([9, 9])
+    """
+
+    _parameter_constraints = dict(RFM._parameter_constraints,
+                                  patch_size=RFM._parameter_constraints["agop_samples"],
+                                  padding=("zero", "circular", "none"))
+
+    def __init__(self, patch_size: int = 3, padding: str = "zero", bandwidth: float = 10.0, *,
+                 kernel: str = "laplace", reg: Any = 1e-3, n_iter: int = 5, diag: bool = False,
+                 centering: bool = False, power: float = 1.0, m_norm: str = "max",
+                 agop_samples: int = 20000, agop_sampling: str = "random", solver: str = "cholesky",
+                 selection: str = "val", validation_fraction: float = 0.1, metric: str = "auto",
+                 dtype: str = "float64", device: Any = None, batch_size: int | None = None,
+                 random_state: Any = None, bandwidth_mode: str = "constant"):
+        self.patch_size = patch_size
+        self.padding = padding
+        super().__init__(bandwidth, kernel=kernel, reg=reg, n_iter=n_iter, diag=diag,
+                         centering=centering, power=power, m_norm=m_norm, agop_samples=agop_samples,
+                         agop_sampling=agop_sampling, solver=solver, selection=selection,
+                         validation_fraction=validation_fraction, metric=metric, dtype=dtype,
+                         device=device, batch_size=batch_size, random_state=random_state,
+                         bandwidth_mode=bandwidth_mode)
+
+    def _prepare_X(self, X: torch.Tensor) -> torch.Tensor:
+        return extract_patches(X, self.patch_size, self.padding)
+
+    def _dim(self, A: torch.Tensor) -> int:
+        return A.shape[2]
+
+    def _gram(self, A, B, M, L):
+        return patch_kernel(A, B, M, kind=self.kernel, bandwidth=L, chunk_size=self.batch_size)
+
+    def _agop(self, Q, A, alpha, M, L):
+        return patch_agop_kernel(Q, A, alpha, M, kind=self.kernel, bandwidth=L, diag=self.diag,
+                                 centering=self.centering, chunk_size=self.batch_size)
+
+    def _median_dist(self, A, M, g):
+        n, P, D = A.shape
+        img = torch.randint(n, (2000,), generator=g).to(A.device)
+        pos = torch.randint(P, (2000,), generator=g).to(A.device)
+        return super()._median_dist(A[img, pos], M, g)
