@@ -161,3 +161,14 @@ def test_diffeo_range_mode_draws_cut_and_T_in_range():
         assert lo <= T <= hi
     with pytest.raises(ValueError, match="cutmin"):
         Diffeo(cutmin=1)
+
+
+def test_gaussian_chunking_is_a_memory_knob_only():
+    from featlab.diffeo.warp import _gaussian_truncated, sampling_points
+    x, d = _x(B=5), _field(B=5, scale=2.0)
+    X, Y = sampling_points(d)
+    a = _gaussian_truncated(x, X, Y, 3, 0.4715)
+    b = _gaussian_truncated(x, X, Y, 3, 0.4715, max_elements=1)  # one image per chunk
+    assert torch.equal(a, b)
+    one = deform(x, d[0], "gaussian")  # one field broadcast over the batch
+    assert torch.allclose(one[2], deform(x[2], d[0], "gaussian"), atol=1e-15, rtol=0)

@@ -3,8 +3,8 @@
 One scalar field is u(y, x) = sum_ij C_ij e_ij sin(pi i x~) sin(pi j y~) with C_ij ~ N(0, 1),
 e_ij = 1[r_ij < c + 1/2] / r_ij and r_ij = sqrt(i^2 + j^2) (the mask of pcsl-epfl/diffeomorphism
 ``diff.py``, which keeps (1,3) and (3,1) at c = 3). The pixel displacement is sqrt(T) u n.
-Here every image gets its own pair of fields (u -> dx, v -> dy), computed as two batched
-matmuls U_b = S_y (C_b * E)^T S_x^T.
+Here every image gets its own pair of fields (u -> dx, v -> dy), U_b = S_y (C_b * E)^T S_x^T,
+computed for the whole batch as two plain matmuls.
 """
 from __future__ import annotations
 
@@ -141,9 +141,14 @@ def sample_displacement(batch: int, n: int | tuple[int, int], T: float | torch.T
     if E.ndim == 3:
         E = E[:, None]
     A = C * E  # (batch, 2, k, k), A[..., i-1, j-1]
-    Sx = sin_basis(W, kmax, dtype=dtype, device=out_dev)  # (W, k)
-    Sy = sin_basis(H, kmax, dtype=dtype, device=out_dev)  # (H, k)
-    U = Sy @ A.transpose(-1, -2) @ Sx.T  # (batch, 2, H, W): sum_ij Sy[y, j] A[i, j] Sx[x, i]
     scale = torch.tensor([W, H], dtype=dtype, device=out_dev).reshape(1, 2, 1, 1)
     sqrtT = T_t.sqrt().reshape(-1, 1, 1, 1) if T_t.ndim == 1 else T_t.sqrt()
-    return U * scale * sqrtT
+    A = A * scale * sqrtT  # fold the pixel scale into the (small) coefficients
+    Sx = sin_basis(W, kmax, dtype=dtype, device=out_dev)  # (W, k)
+    Sy = sin_basis(H, kmax, dtype=dtype, device=out_dev)  # (H, k)
+    # U[b, c, y, x] = sum_ij Sy[y, j] A[b, c, i, j] Sx[x, i], as two plain matmuls
+    N = batch * 2
+    Z = A.transpose(-1, -2).reshape(N * kmax, kmax) @ Sx.T  # (N*k_j, W): sum_i A[.., i, j] Sx[x, i]
+    Z = Z.reshape(N, kmax, W).transpose(0, 1).reshape(kmax, N * W)  # (k_j, N*W)
+    U = (Sy @ Z).reshape(H, N, W).transpose(0, 1)  # (N, H, W)
+    return U.reshape(batch, 2, H, W).contiguous()

@@ -93,27 +93,40 @@ def _linear_gather(x, X, Y):
             + wy * ((1 - wx) * _gather(x, yc, xf) + wx * _gather(x, yc, xc)))
 
 
-def _gaussian_axis(P: torch.Tensor, size: int, R: int, sigma: float):
-    """Taps (idx, weight), each (2R, B, H, W), for sampling points P on an axis of ``size``."""
-    offs = torch.arange(-R + 1, R + 1, device=P.device).reshape(-1, 1, 1, 1)  # (2R, 1, 1, 1)
-    q = P.floor().long()[None] + offs  # (2R, B, H, W)
-    inside = (q >= 0) & (q <= size - 1)
-    w = torch.exp(-(P[None] - q.to(P.dtype)) ** 2 / (2 * sigma ** 2)) * inside
-    w = w / w.sum(0, keepdim=True)  # normalise over the kept taps
-    return q.clamp(0, size - 1), w
+def _gaussian_axis(P: torch.Tensor, fP: torch.Tensor, size: int, R: int, sigma: float):
+    """Normalised weights (..., 2R) of the taps floor(P) - R + 1 .. floor(P) + R inside [0, size-1]."""
+    q = fP[..., None] + torch.arange(-R + 1, R + 1, dtype=P.dtype, device=P.device)  # (..., 2R)
+    w = torch.exp(-(P[..., None] - q) ** 2 / (2 * sigma ** 2)) * ((q >= 0) & (q <= size - 1))
+    return w / w.sum(-1, keepdim=True)  # normalise over the kept taps
 
 
-def _gaussian_truncated(x, X, Y, R: int, sigma: float):
+def _gaussian_truncated(x, X, Y, R: int, sigma: float, max_elements: int = 1 << 23):
+    """Sum of the (2R)^2 taps per output pixel, one gather per chunk of images.
+
+    The image is zero-padded by R so that the taps of every output pixel form a contiguous
+    2R x 2R block (out-of-image taps carry weight 0). ``max_elements`` bounds the
+    (b, C, HW, (2R)^2) tap tensor; it is a memory knob only.
+    """
     B, C, H, W = x.shape
-    qx, wx = _gaussian_axis(X, W, R, sigma)  # (2R, B', H, W)
-    qy, wy = _gaussian_axis(Y, H, R, sigma)
-    out = torch.zeros_like(x)
-    for a in range(2 * R):
-        row = torch.zeros_like(x)
-        for b in range(2 * R):
-            row = row + wx[b][:, None] * _gather(x, qy[a], qx[b])
-        out = out + wy[a][:, None] * row
-    return out
+    Hp, Wp, K = H + 2 * R, W + 2 * R, (2 * R) ** 2
+    fx, fy = X.floor(), Y.floor()  # (B', H, W)
+    wx = _gaussian_axis(X, fx, W, R, sigma)  # (B', H, W, 2R)
+    wy = _gaussian_axis(Y, fy, H, R, sigma)
+    w = (wy[..., :, None] * wx[..., None, :]).reshape(-1, H * W, K)  # (B', HW, K)
+    ar = torch.arange(2 * R, device=x.device)
+    toffs = (ar[:, None] * Wp + ar[None, :]).reshape(K)  # (K,) offsets inside the block
+    base = (fy.long() + 1) * Wp + (fx.long() + 1)  # padded index of the block's first tap
+    idx = base.reshape(-1, H * W, 1) + toffs  # (B', HW, K)
+    if idx.shape[0] == 1 and B > 1:
+        idx, w = idx.expand(B, H * W, K), w.expand(B, H * W, K)
+    xp = F.pad(x, (R, R, R, R)).reshape(B, C, Hp * Wp)
+    out = torch.empty(B, C, H * W, dtype=x.dtype, device=x.device)
+    step = max(1, max_elements // (C * K * H * W))
+    for s in range(0, B, step):
+        b = xp[s:s + step].shape[0]
+        taps = xp[s:s + step].gather(2, idx[s:s + step].reshape(b, 1, H * W * K).expand(b, C, H * W * K))
+        out[s:s + step] = (taps.reshape(b, C, H * W, K) * w[s:s + step, None]).sum(-1)  # (b, C, HW)
+    return out.reshape(B, C, H, W)
 
 
 def deform(x: torch.Tensor, displacement: torch.Tensor, interp: str = "linear", *,

@@ -61,18 +61,26 @@ def lower_median(t: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return t.median() if dim is None else t.median(dim=dim).values
 
 
-def mean_sq_distance(F: torch.Tensor, *, exclude_diagonal: bool = False) -> torch.Tensor:
+def mean_sq_distance(F: torch.Tensor, *, exclude_diagonal: bool = False,
+                     chunk_size: int = 64) -> torch.Tensor:
     """Mean over all P^2 ordered pairs of |f_i - f_j|^2 = 2 mean_i |f_i - f_bar|^2 (closed form).
 
     Convention:
         F: (P, D); diagonal zeros are included unless ``exclude_diagonal`` (factor P/(P-1)).
-        Computed in float64 with a shift by f_0 against cancellation.
+        Computed in float64 with a shift by f_0 against cancellation, ``chunk_size`` rows at a
+        time (cache-sized temporaries; memory only).
     """
-    F = F.reshape(F.shape[0], -1).double()
+    F = F.reshape(F.shape[0], -1)
     P = F.shape[0]
-    G = F - F[:1]  # (P, D) shifted
-    m = G.mean(0)  # (D,)
-    out = 2 * (G.pow(2).sum(1).mean() - m.pow(2).sum())
+    shift = F[0].double()  # (D,)
+    S1 = torch.zeros_like(shift)
+    S2 = torch.zeros((), dtype=torch.float64, device=F.device)
+    for s in range(0, P, chunk_size):
+        G = (F[s:s + chunk_size].double() - shift).reshape(-1)  # (chunk*D,)
+        S2 += G @ G
+        S1 += G.reshape(-1, shift.shape[0]).sum(0)
+    m = S1 / P
+    out = 2 * (S2 / P - m @ m)
     return out * P / (P - 1) if exclude_diagonal else out
 
 
@@ -127,6 +135,12 @@ def _batch_stats(model: nn.Module):
             m.running_mean, m.running_var, m.num_batches_tracked = rm, rv, nbt
 
 
+def _sq(t: torch.Tensor) -> torch.Tensor:
+    """Sum of squares as one dot product (a single pass, no squared temporary)."""
+    t = t.reshape(-1)
+    return t @ t
+
+
 class _MeanAcc:
     """Streaming sums for the mean protocol of one layer (float64, shifted by a first mean)."""
 
@@ -140,9 +154,9 @@ class _MeanAcc:
         g = f - self.shift  # (b, D)
         self.n += f.shape[0]
         self.S1 = self.S1 + g.sum(0)
-        self.S2 = self.S2 + g.pow(2).sum()
-        self.ND = self.ND + (fd - f).pow(2).sum()
-        self.NG = self.NG + (fn - f).pow(2).sum()
+        self.S2 = self.S2 + _sq(g)
+        self.ND = self.ND + _sq(fd - f)
+        self.NG = self.NG + _sq(fn - f)
 
     def result(self, exclude_diagonal: bool):
         P = self.n
