@@ -141,6 +141,7 @@ class RFM(BaseKernelEstimator):
     alpha_ : tensor (n_fit, c); X_fit_ : tensor (n_fit, d); bandwidth_ : float
     n_iter_ : int (M updates done); best_iter_ : int; best_reg_ : float
     history_ : list of dict (per iteration: metrics per reg); n_features_in_ : int
+    M_path_ : list of tensors, M_0 ... M_T (the M used at each iteration)
     classes_ : ndarray (classification only)
 
     Convention:
@@ -312,8 +313,9 @@ class RFM(BaseKernelEstimator):
         self.n_features_in_ = Xt[0].numel()
         D = self._dim(A)
         M = torch.ones(D, dtype=dt, device=dev) if self.diag else torch.eye(D, dtype=dt, device=dev)
-        history, best, best_metric = [], None, None
+        history, best, best_metric, path = [], None, None, []
         for t in range(self.n_iter + 1):
+            path.append(M)
             L = self.bandwidth * (self._median_dist(A, M, g) if self.bandwidth_mode == "median" else 1.0)
             K = self._gram(A, A, M, L)  # (n, n)
             alphas = ridge_solve_grid(K, Y, regs, self.solver)
@@ -346,6 +348,7 @@ class RFM(BaseKernelEstimator):
         self._A_fit = A
         self.n_iter_ = self.n_iter
         self.history_ = history
+        self.M_path_ = path
         return self
 
     def _encode_eval(self, y: Any) -> torch.Tensor:
