@@ -88,6 +88,11 @@ def test_own_init_gives_unit_baseline_and_missing_values_are_none(gen):
     assert r.rho_init_trained is None and r.rho_untrained is None and r.rho_centered is None
     (r,) = cnfa(model, X, layers=["2"], outputs="sketch", n_sketch=4, generator=gen)
     assert r.sketched
+    cache = {}
+    a = cnfa(model, X, init_state=_net(9).state_dict(), cache=cache)
+    assert len(cache) == 1
+    b = cnfa(model, X, init_state=_net(9).state_dict(), cache=cache)
+    assert a == b
 
 
 def test_short_training_report_has_all_four_rho_and_metric(gen):

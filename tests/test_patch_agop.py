@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from featlab.probes import PatchAGOPMethod, patch_agop
-from featlab.probes._patch_agop import conv_output_gram, unfold_patches
+from featlab.probes._patch_agop import conv_output_gram, conv_output_grams, unfold_patches
 
 
 def _rel(a, b):
@@ -171,3 +171,15 @@ def test_refusals():
         patch_agop(model, "0", X, force_eval=False)
     patch_agop(model, "0", X)
     assert model.training
+
+
+def test_multi_layer_grams_equal_single_layer(gen):
+    """The zero-δ multi-layer path gives each layer's K exactly as the single-layer leaf path."""
+    torch.manual_seed(7)
+    model = _Residual(4).double()
+    X = torch.randn(5, 2, 5, 5, generator=gen, dtype=torch.float64)
+    layers = ["stem", "conv1", "conv2"]
+    Ks, c = conv_output_grams(model, layers, X, batch_size=2, chunk_size=3)
+    assert c == 4
+    for name in layers:
+        assert _rel(Ks[name], conv_output_gram(model, name, X)[0]) < 1e-12

@@ -188,33 +188,40 @@ def _forward_blocks(f, X, *, method: AGOPMethod, layer_in: _LayerLeaf | None, ba
             leaf = layer_in.h
         out = out.reshape(B, -1)  # (B, c)
         c = out.shape[1]
-        if method is AGOPMethod.SKETCH:
-            gdev = generator.device if generator is not None else out.device
-            V = torch.randn(n_sketch, B, c, generator=generator, device=gdev, dtype=out.dtype)
-            V = V.to(out.device)  # (m, B, c)
-            probes = [V[j:j + (chunk_size or 1)] for j in range(0, n_sketch, chunk_size or 1)]
-            for pi, Vj in enumerate(probes):
-                g = _vjp(out, leaf, Vj, retain=pi < len(probes) - 1)  # (m', B, *)
-                yield g / (n_sketch ** 0.5), None, c
-            continue
-        step = chunk_size or 1
-        for k0 in range(0, c, step):
-            ks = torch.arange(k0, min(c, k0 + step), device=out.device)
-            E = torch.zeros(len(ks), B, c, dtype=out.dtype, device=out.device)  # (m, B, c)
-            E[torch.arange(len(ks)), :, ks] = 1.0
-            g = _vjp(out, leaf, E, retain=k0 + step < c)
-            yield g, ks, c
+        for V, k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
+            (g,) = _vjp(out, [leaf], V, retain=not last)  # (m, B, *leaf_shape)
+            yield (g if scale == 1.0 else g * scale), k, c
 
 
-def _vjp(out: torch.Tensor, leaf: torch.Tensor, V: torch.Tensor, retain: bool) -> torch.Tensor:
-    """Vector-Jacobian products for the m cotangents V (m, B, c) -> (m, *leaf.shape)."""
+def _cotangents(out: torch.Tensor, method: AGOPMethod, chunk_size, n_sketch, generator):
+    """Yield (V (m, B, c), k (m,) or None, scale, is_last) for the backward passes of one batch.
+
+    One-hot cotangents for outputs k (chunks of ``chunk_size``), or Gaussian sketch probes with
+    ``scale`` = 1/√m so that Σ (scale·Jᵀv)(scale·Jᵀv)ᵀ is the (1/m) sketch average.
+    """
+    B, c = out.shape
+    step = chunk_size or 1
+    if method is AGOPMethod.SKETCH:
+        gdev = generator.device if generator is not None else out.device
+        V = torch.randn(n_sketch, B, c, generator=generator, device=gdev, dtype=out.dtype).to(out.device)
+        for j in range(0, n_sketch, step):
+            yield V[j:j + step], None, n_sketch ** -0.5, j + step >= n_sketch
+        return
+    for k0 in range(0, c, step):
+        ks = torch.arange(k0, min(c, k0 + step), device=out.device)
+        E = torch.zeros(len(ks), B, c, dtype=out.dtype, device=out.device)  # (m, B, c)
+        E[torch.arange(len(ks)), :, ks] = 1.0
+        yield E, ks, 1.0, k0 + step >= c
+
+
+def _vjp(out: torch.Tensor, leaves: list[torch.Tensor], V: torch.Tensor, retain: bool) -> list[torch.Tensor]:
+    """Vector-Jacobian products for the m cotangents V (m, B, c) -> [(m, *leaf.shape)] per leaf."""
     if V.shape[0] == 1:
-        (g,) = torch.autograd.grad(out, leaf, V[0], retain_graph=retain, allow_unused=True)
-        g = torch.zeros_like(leaf) if g is None else g
-        return g.unsqueeze(0)
-    (g,) = torch.autograd.grad(out, leaf, V, retain_graph=retain, is_grads_batched=True,
-                               allow_unused=True)
-    return torch.zeros((V.shape[0],) + leaf.shape, dtype=leaf.dtype, device=leaf.device) if g is None else g
+        gs = torch.autograd.grad(out, leaves, V[0], retain_graph=retain, allow_unused=True)
+        return [(torch.zeros_like(x) if g is None else g).unsqueeze(0) for g, x in zip(gs, leaves)]
+    gs = torch.autograd.grad(out, leaves, V, retain_graph=retain, is_grads_batched=True, allow_unused=True)
+    return [torch.zeros((V.shape[0],) + x.shape, dtype=x.dtype, device=x.device) if g is None else g
+            for g, x in zip(gs, leaves)]
 
 
 def _jacrev_block(f, xb, layer_in: _LayerLeaf | None, chunk_size):

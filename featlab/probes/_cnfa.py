@@ -20,7 +20,7 @@ from torch import nn
 
 from ._correlation import correlation
 from ._nfa import matrix_power_psd
-from ._patch_agop import _conv, conv_output_gram
+from ._patch_agop import _conv, conv_output_grams
 from .hooks import layer_names
 
 __all__ = ["CNFARow", "cnfa", "cnfm"]
@@ -93,7 +93,7 @@ def cnfa(model: nn.Module, X: torch.Tensor, *, layers: Iterable[str] | None = No
          metric: str = "pearson", alpha: float = 1.0, centered: bool = True, outputs: str = "all",
          n_sketch: int | None = None, generator: torch.Generator | None = None,
          batch_size: int | None = None, chunk_size: int | None = None,
-         return_matrices: bool = False):
+         return_matrices: bool = False, cache: dict | None = None):
     """CNFA correlations per conv layer of ``model`` on the images ``X``, with baselines.
 
     Parameters
@@ -117,6 +117,9 @@ def cnfa(model: nn.Module, X: torch.Tensor, *, layers: Iterable[str] | None = No
         Also compute the centred (W−W₀) variant when ``init_state`` is given.
     outputs, n_sketch, generator, batch_size, chunk_size
         Forwarded to the patch-AGOP (:func:`featlab.probes.patch_agop`).
+    cache : dict, optional
+        A dict owned by the caller; the init network's patch-AGOPs are stored in it and reused
+        by later calls with the same ``X``, ``init_state`` and layers (e.g. over training).
     return_matrices : bool
         Also return {layer: {"cnfm", "agop", "cnfm_init", "agop_init"}} (float64 CPU tensors).
 
@@ -136,23 +139,35 @@ def cnfa(model: nn.Module, X: torch.Tensor, *, layers: Iterable[str] | None = No
     kw = dict(outputs=outputs, n_sketch=n_sketch, generator=generator, batch_size=batch_size,
               chunk_size=chunk_size)
 
-    def agop_and_K(m: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        K, _ = conv_output_gram(m, name, X, **kw)
-        K = K.cpu()
-        Wbar = _conv(m, name).weight.detach().to("cpu", torch.float64).reshape(K.shape[0], -1)
-        return Wbar.T @ K @ Wbar, K
+    def agops_and_Ks(m: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        Ks, _ = conv_output_grams(m, layers, X, **kw)  # one set of backward passes for all layers
+        res = {}
+        for name in layers:
+            K = Ks[name].cpu()
+            Wbar = _conv(m, name).weight.detach().to("cpu", torch.float64).reshape(K.shape[0], -1)
+            res[name] = (Wbar.T @ K @ Wbar, K)
+        return res
 
+    trained = agops_and_Ks(model)
+    if init is not None:
+        key = ("init", tuple(layers))
+        if cache is not None and key in cache:
+            init_res = cache[key]
+        else:
+            init_res = agops_and_Ks(init)
+            if cache is not None:
+                cache[key] = init_res
     rows, mats = [], {}
     for name in layers:
         C = cnfm(model, name)
-        G, K = agop_and_K(model, name)
+        G, K = trained[name]
         rho = lambda A, B: correlation(A, B, metric)  # noqa: E731
         Ga = matrix_power_psd(G, alpha)
         r_init = r_untr = r_fresh = r_fresh_tr = r_cent = None
         m = {"cnfm": C, "agop": G}
         if init is not None:
             C0 = cnfm(init, name)
-            G0, _ = agop_and_K(init, name)
+            G0, _ = init_res[name]
             r_init = rho(C0, C)
             r_untr = rho(C0, matrix_power_psd(G0, alpha))
             m.update(cnfm_init=C0, agop_init=G0)

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._agop import AGOPInfo, AGOPMethod, _batches, _enter_probe_mode, _forward_blocks, _LayerLeaf, _model_dtype_device
+from ._agop import (AGOPInfo, AGOPMethod, _batches, _cotangents, _enter_probe_mode, _forward_blocks, _LayerLeaf,
+                    _model_dtype_device, _vjp)
 from .hooks import get_module
 
-__all__ = ["PatchAGOPMethod", "patch_agop", "unfold_patches", "conv_output_gram"]
+__all__ = ["PatchAGOPMethod", "patch_agop", "unfold_patches", "conv_output_gram", "conv_output_grams"]
 
 
 class PatchAGOPMethod(enum.Enum):
@@ -113,11 +114,63 @@ def conv_output_gram(model: nn.Module, layer: str, X: torch.Tensor, *, outputs: 
         for g, _k, c in _forward_blocks(model, X, method=method, layer_in=leaf, batch_size=batch_size,
                                         chunk_size=chunk_size, n_sketch=n_sketch, generator=generator,
                                         cast_dtype=cast_dtype, device=device):
-            flat = g.detach().to(dtype).movedim(2, -1).reshape(-1, g.shape[2])  # (m·B·Ho·Wo, k_out)
-            Kb = flat.T @ flat  # (k_out, k_out)
+            gk = g.detach().to(dtype).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)  # (m·B, k_out, Ho·Wo)
+            Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0)  # (k_out, k_out); no channels-last copy
             Kb = Kb.cpu() if store_on == "cpu" else Kb
             K = Kb if K is None else K + Kb.to(K.device)
     return K / X.shape[0], c
+
+
+def conv_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *, outputs: str = "all",
+                      n_sketch: int | None = None, batch_size: int | None = None,
+                      chunk_size: int | None = None, store_on: str = "cpu",
+                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
+                      force_eval: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+    """K of several conv layers from the same backward passes: ({layer: (k_out, k_out)}, c).
+
+    A forward hook adds a zero tensor δ_ℓ (``requires_grad``) to each conv's output, so one
+    backward per output (or cotangent chunk) yields ∂f/∂o_ℓ for every layer at once; the cost
+    is that of the earliest layer alone. Equal to :func:`conv_output_gram` per layer.
+    """
+    _check(outputs, n_sketch, batch_size, chunk_size, store_on)
+    layers = list(layers)
+    convs = [_conv(model, name) for name in layers]
+    cast_dtype, device = _model_dtype_device(model)
+    device = device or X.device
+    method = AGOPMethod.SKETCH if outputs == "sketch" else AGOPMethod.AUTOGRAD_SUM
+    deltas: dict[str, torch.Tensor] = {}
+    K: dict[str, torch.Tensor] = {}
+    c = None
+
+    def make_hook(name):
+        def hook(_m, _a, out):
+            if name in deltas:
+                raise ValueError(f"layer {name!r} is called more than once per forward; K is ambiguous")
+            deltas[name] = torch.zeros_like(out).requires_grad_(True)  # (B, k_out, Ho, Wo)
+            return out + deltas[name]
+        return hook
+
+    with contextlib.ExitStack() as stack:
+        _enter_probe_mode(stack, model, force_eval)
+        for name, conv in zip(layers, convs):
+            stack.callback(conv.register_forward_hook(make_hook(name)).remove)
+        for sl in _batches(X.shape[0], batch_size):
+            xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
+            deltas.clear()
+            out = model(xb)
+            out = out.reshape(xb.shape[0], -1)  # (B, c)
+            c = out.shape[1]
+            missing = [name for name in layers if name not in deltas]
+            if missing:
+                raise ValueError(f"layers {missing} were not called in the forward pass")
+            for V, _k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
+                gs = _vjp(out, [deltas[name] for name in layers], V, retain=not last)
+                for name, g in zip(layers, gs):
+                    gk = (g.detach().to(dtype) * scale).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)
+                    Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0)  # (k_out, k_out)
+                    Kb = Kb.cpu() if store_on == "cpu" else Kb
+                    K[name] = Kb if name not in K else K[name] + Kb.to(K[name].device)
+    return {name: K[name] / X.shape[0] for name in layers}, c
 
 
 def _oracle(model, layer, X, *, batch_size, chunk_size, dtype, force_eval, store_on):
