@@ -222,3 +222,20 @@ def test_convention_vgg_1ch_zero_pad_shifts_indices():
     assert m1.features[0].padding == (2, 2, 2, 2) and isinstance(m1.features[1], nn.Conv2d)
     assert isinstance(m0.features[0], nn.Conv2d)
     assert "features.1.weight" in m1.state_dict() and "features.0.weight" in m0.state_dict()
+
+
+def test_efficientnet_block_skip_and_drop_connect():
+    from featlab.models.efficientnet import MBConv
+    blk = MBConv(8, 8, 3, 1, 6, drop_rate=0.5)
+    nn.init.zeros_(blk.conv3.weight)
+    nn.init.zeros_(blk.bn3.bias)
+    x = torch.randn(4, 8, 5, 5)
+    assert torch.equal(blk.eval()(x), x)  # residual branch is zero -> identity skip
+    assert not MBConv(8, 16, 3, 1, 6).skip and not MBConv(8, 8, 3, 2, 6).skip
+    blk = MBConv(8, 8, 3, 1, 6, drop_rate=0.5).train()
+    torch.manual_seed(0)
+    y = blk(x)  # train: per-sample drop-connect -> some samples are exactly the skip x
+    dropped = [torch.equal(y[b], x[b]) for b in range(4)]
+    assert any(dropped) and not all(dropped)
+    blk.eval()
+    assert torch.equal(blk(x), blk(x))

@@ -9,6 +9,7 @@ _EXPORTS: dict[str, str] = {
     "AlexNet": "alexnet",
     "BasicBlock": "resnet",
     "Bottleneck": "resnet",
+    "EfficientNet": "efficientnet",
     "FCNet": "fc",
     "LeNet": "lenet",
     "ResNet": "resnet",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .alexnet import AlexNet
+from .efficientnet import EfficientNet
 from .fc import FCNet
 from .lenet import LeNet
 from .resnet import ResNet
@@ -55,6 +56,7 @@ def _sig_without(cls: type, *drop: str) -> inspect.Signature:
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "lenet": LeNet,
     "alexnet": AlexNet,
+    "efficientnet_b0": EfficientNet,
     "vanilla": VanillaCNN,
     **{f"fc{L}": _fc(L) for L in (2, 4, 6)},
     **{f"{v}{s}": _vgg(v, s == "_bn") for v in ("vgg11", "vgg13", "vgg16", "vgg19") for s in ("", "_bn")},
