@@ -196,3 +196,38 @@ def test_custom_perturbation_on_1d_inputs_and_channel_mean():
 def test_exception_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         stability(_cnn(), _X(P=8), generator=_g(), **kw)
+
+
+# ---------------------------------------------------------------- torch.fx node extraction
+class _Res(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(2 * 10 * 10, 3)
+
+    def forward(self, x):
+        h = self.relu(self.conv(x)) + x
+        h = torch.nn.functional.dropout(h, 0.5, self.training)
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_fx_node_names_follow_reference_filter():
+    from featlab.probes.fx_nodes import fx_node_names
+    names = fx_node_names(_Res())
+    assert names == ["conv", "relu", "add", "fc"]  # x, dropout, size, view dropped
+
+
+def test_fx_source_equals_module_hooks_and_handles_functional_nodes():
+    net, X = _Res().double(), _X(P=12)
+    a = stability(net, X, layers=["conv", "relu", "fc"], generator=_g(1))
+    b = stability(net, X, layers="all", layer_source="fx", generator=_g(1))
+    for n in ("conv", "relu", "fc"):
+        assert b["layers"][n]["R"] == pytest.approx(a["layers"][n]["R"], rel=1e-12)
+    assert "add" in b["layers"] and b["R"] == pytest.approx(a["R"], rel=1e-12)
+    # compat: without clones the conv node is read after the in-place ReLU overwrote it
+    c = stability(net, X, layers=["conv", "relu"], layer_source="fx", compat_inplace=True, generator=_g(1))
+    assert c["layers"]["conv"]["D"] == pytest.approx(a["layers"]["relu"]["D"], rel=1e-12)
+    assert abs(a["layers"]["conv"]["D"] - a["layers"]["relu"]["D"]) > 1e-3
+    with pytest.raises(ValueError, match="layer_source must be one of"):
+        stability(net, X, layer_source="graph")

@@ -21,7 +21,7 @@ from ..diffeo.warp import deform
 from .hooks import capture, eval_mode, layer_names
 from .noise import matched_noise
 
-__all__ = ["Protocol", "BNMode", "stability", "mean_sq_distance", "mean_sq_distance_pairwise",
+__all__ = ["Protocol", "BNMode", "LayerSource", "stability", "mean_sq_distance", "mean_sq_distance_pairwise",
            "median_sq_distance", "lower_median"]
 
 OUTPUT = "__output__"
@@ -41,6 +41,19 @@ class Protocol(str, Enum):
 
     MEAN = "mean"
     MEDIAN = "median"
+
+
+class LayerSource(str, Enum):
+    """Where layer names come from.
+
+    MODULES: ``named_modules()`` paths, read with forward hooks (any model, no tracing).
+    FX: nodes of ``torch.fx.symbolic_trace(model)`` with the reference's filter (module nodes
+        by path, functional nodes such as ``relu``/``add_1`` by node name); needs a traceable
+        model (no data-dependent control flow).
+    """
+
+    MODULES = "modules"
+    FX = "fx"
 
 
 class BNMode(str, Enum):
@@ -196,7 +209,7 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
               concat: bool | None = None, generator: torch.Generator | None = None,
               perturbations: None | Callable | torch.Tensor = None,
               X_noisy: torch.Tensor | None = None, noise_magnitude: float | None = None,
-              eps: float = 1e-10, chunk_size: int = 128) -> dict:
+              eps: float = 1e-10, chunk_size: int = 128, layer_source: str = "modules") -> dict:
     """Sensitivities D, G and R = D/G of a model's output (and of chosen layers).
 
     Parameters
@@ -208,8 +221,9 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
     T : float, optional
         Diffeo temperature; default ``typical_temperature(delta, cut, W)``.
     delta, cut, interp : diffeo settings ([I23]: 1 px, 3, "linear"); one field per image.
-    layers : None, "all" or list of module names
-        None: output only. "all": every leaf module of ``named_modules()``.
+    layers : None, "all" or list of names
+        None: output only. "all": every leaf module of ``named_modules()`` (or every kept fx
+        node with ``layer_source="fx"``). Names are module paths or fx node names.
     protocol : {"mean", "median"}
         See :class:`Protocol`.
     noise : {"sphere", "rectified_mean"}
@@ -242,6 +256,8 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
         Added to every denominator (reference 1e-10; the 1D code uses 1e-30).
     chunk_size : int
         Rows per cdist chunk in the median protocol (memory only).
+    layer_source : {"modules", "fx"}
+        See :class:`LayerSource`.
 
     Returns
     -------
@@ -274,17 +290,38 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
     if T is None and perturbations is None:
         T = typical_temperature(delta, cut, X.shape[-1])
 
+    source = _choice(LayerSource, layer_source, "layer_source")
+    if source is LayerSource.FX:
+        from .fx_nodes import fx_feature_extractor, fx_node_names
+        available = fx_node_names(model)
+        leaves = available
+    else:
+        available = layer_names(model)
+        leaves = [n for n, m in model.named_modules() if n and not list(m.children())]
     if layers is None:
         names: list[str] = []
     elif isinstance(layers, str):
         if layers != "all":
-            raise ValueError(f"layers must be None, 'all' or a list of module names; got {layers!r}")
-        names = [n for n, m in model.named_modules() if n and not list(m.children())]
+            raise ValueError(f"layers must be None, 'all' or a list of names; got {layers!r}")
+        names = leaves
     else:
         names = list(layers)
-    missing = set(names) - set(layer_names(model))
+    missing = set(names) - set(available)
     if missing:
-        raise ValueError(f"layers not found in model.named_modules(): {sorted(missing)}")
+        raise ValueError(f"layers not found in the model's {source.value}: {sorted(missing)}")
+    extractors: dict[tuple, nn.Module] = {}
+
+    def forward(x: torch.Tensor, keep: list[str]):
+        """Model output and {name: [captured tensors]} for one forward pass."""
+        if source is LayerSource.FX:
+            key = tuple(keep)
+            if key not in extractors:
+                extractors[key] = fx_feature_extractor(model, keep, clone=not compat_inplace)
+            out, feats = extractors[key](x)
+            return out, {n: [feats[n]] for n in keep}
+        with capture(model, keep, clone=not compat_inplace) as cache:
+            out = model(x)
+        return out, cache
 
     with torch.no_grad():
         Xd = _make_perturbed(X, perturbations, T, cut, interp, generator)
@@ -297,11 +334,16 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
         for s in range(0, P, batch_size):
             xs = [X[s:s + batch_size], Xd[s:s + batch_size], Xn[s:s + batch_size]]
             b = xs[0].shape[0]
-            with capture(model, keep, clone=not compat_inplace) as cache:
-                outs = list(model(torch.cat(xs)).split(b)) if concat else [model(x) for x in xs]
+            if concat:
+                out, cache = forward(torch.cat(xs), keep)
+                outs = list(out.split(b))
+            else:
+                runs = [forward(x, keep) for x in xs]
+                outs = [o for o, _ in runs]
+                cache = {n: [t for _, c in runs for t in c[n]] for n in keep}
             feats = {OUTPUT: tuple(_flat(o.detach(), False) for o in outs)}
             for n in keep:
-                got = cache[n]
+                got = [t.detach() for t in cache[n]]
                 if len(got) != (1 if concat else 3):
                     raise ValueError(f"layer {n!r} ran {len(got)} times per forward pass; "
                                      "only layers called once are supported")
