@@ -123,3 +123,11 @@ def test_cuda_generator_draws_on_cuda():
     g = torch.Generator(device="cuda").manual_seed(0)
     d = sample_displacement(2, 8, 0.01, 3, g)
     assert d.device.type == "cuda"
+
+
+def test_convention_pixel_displacement_scales_with_n_not_n_minus_1():
+    # same coefficients (same seed, reference order), grids of 9 and 17 pixels: the middle
+    # pixel is x~ = y~ = 1/2 in both, so dx there scales exactly as n (sqrt(T) u n).
+    a = sample_displacement(2, 9, 0.01, 3, _g(11), rng_order="reference")[..., 4, 4]
+    b = sample_displacement(2, 17, 0.01, 3, _g(11), rng_order="reference")[..., 8, 8]
+    assert torch.allclose(b / a, torch.full_like(a, 17 / 9), rtol=1e-12)

@@ -172,3 +172,10 @@ def test_gaussian_chunking_is_a_memory_knob_only():
     assert torch.equal(a, b)
     one = deform(x, d[0], "gaussian")  # one field broadcast over the batch
     assert torch.allclose(one[2], deform(x[2], d[0], "gaussian"), atol=1e-15, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("interp", ["linear", "nearest", "gaussian"])
+def test_cuda_deform_matches_cpu(interp):
+    x, d = _x(), _field(scale=2.0)
+    assert torch.allclose(deform(x.cuda(), d.cuda(), interp).cpu(), deform(x, d, interp), atol=1e-12)

@@ -231,3 +231,13 @@ def test_fx_source_equals_module_hooks_and_handles_functional_nodes():
     assert abs(a["layers"]["conv"]["D"] - a["layers"]["relu"]["D"]) > 1e-3
     with pytest.raises(ValueError, match="layer_source must be one of"):
         stability(net, X, layer_source="graph")
+
+
+@pytest.mark.cuda
+def test_cuda_stability_matches_cpu():
+    net, X = _cnn(), _X(P=12)
+    a = stability(net, X, layers=["2"], generator=_g(1), perturbations=lambda x, g: torch.roll(x, 1, -1))
+    Xc = X.cuda()
+    b = stability(net.cuda(), Xc, layers=["2"], generator=torch.Generator(device="cuda").manual_seed(1),
+                  perturbations=lambda x, g: torch.roll(x, 1, -1), X_noisy=Xc + 0.1)
+    assert b["D"] == pytest.approx(a["D"], rel=1e-9)

@@ -18,6 +18,7 @@ from torch import nn
 from ..diffeo.fields import _choice, sample_displacement
 from ..diffeo.temperature import typical_temperature
 from ..diffeo.warp import deform
+from ..utils.progress import progress
 from .hooks import capture, eval_mode, layer_names
 from .noise import matched_noise
 
@@ -331,7 +332,8 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
 
     def batches(keep: list[str]) -> Iterator[dict[str, tuple]]:
         """Per probe batch: {name: (f, fd, fn)} in float64, flattened, for ``keep`` (+ output)."""
-        for s in range(0, P, batch_size):
+        starts = range(0, P, batch_size)
+        for s in progress(starts, desc=f"stability ({len(keep)} layers)") if len(starts) > 1 else starts:
             xs = [X[s:s + batch_size], Xd[s:s + batch_size], Xn[s:s + batch_size]]
             b = xs[0].shape[0]
             if concat:
