@@ -365,7 +365,8 @@ def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, 
             kernel.account1(dh[j0:j1], xn[j0:j1])
 
     bar = progress or Progress(int(steps[-1]), desc=desc, unit="step", log_every=0.1)
-    with bar:
+    # a diverging run is caught at the next evaluation (non-finite MSE); no warning floods
+    with bar, np.errstate(over="ignore", invalid="ignore"):
         j_acc = 0
         for e, target in enumerate(steps):
             while done < target:
@@ -395,7 +396,8 @@ def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, 
             for k, v in kernel.snapshot().items():
                 snaps.setdefault(k, []).append(v)
             if on_eval is not None:
-                on_eval(e, float(t[e]), int(target), mse, rows["acc"][-1], {k: v[-1] for k, v in grads.items()})
+                on_eval(e, float(t[e]), int(target), mse, rows["acc"][-1], {k: v[-1] for k, v in grads.items()},
+                        {k: v[-1] for k, v in snaps.items()})
     wall = time.perf_counter() - t0
     return OnlineResult(t=t, steps=steps, t_steps=steps / D, t_samples=steps * bs / D,
                         mse=np.stack(rows["mse"]), acc=np.stack(rows["acc"]),
@@ -443,7 +445,7 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
         Arithmetic dtype of the fast kernels and of the data.
     progress, on_eval
         Optional :class:`~featlab.utils.progress.Progress` bar (total = steps); callback
-        ``on_eval(e, t, step, mse (S,), acc (S,), grad_norms {name: (S,)})``.
+        ``on_eval(e, t, step, mse (S,), acc (S,), grad_norms {name: (S,)}, snapshot {name: (S, ...)})``.
 
     Returns
     -------

@@ -1,0 +1,417 @@
+"""Shared pieces of the emergence experiments (Ingrosso & Goldt 2022; spec emergence §3, §4.1, §7).
+
+Reused by ``emergence`` and its follow-ups (``emergence-gain``, ``-ising``, ``-cnn``,
+``-theory``): the config groups :class:`DataConfig`, :class:`ModelConfig`,
+:class:`TrainConfig`, the task builder :func:`build_task`, the batched trainer
+:func:`train_many` / :func:`train_one`, the detector rule :func:`long_range_detectors` and the
+figure functions. The underscore keeps this module out of the experiment registry.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, F
+from ..models.committee import pm1_bias
+from ..probes._ipr import ipr, ipr_baseline
+from ..train.online import OnlineResult, train_committee
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model", "Trained",
+           "train_many", "train_one", "init_weights", "long_range_detectors", "final_ipr_of_detectors",
+           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "PairTask"]
+
+DATA_KINDS = ("nlgp", "clone", "ising", "ising_clone")
+
+
+# ------------------------------------------------------------------------------------------------
+# configs
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """The two-class task: class 0 = short correlation length, class 1 = long (spec §3)."""
+
+    L: int = F(20, "linear size in sites; D = L^dim", ge=2, tag="[code]")
+    dim: int = F(2, "1 (ring/chain) or 2 (L x L lattice, flattened row-major)", choices=(1, 2), tag="[code]")
+    xi: tuple[float, ...] = F((2.0, 10.0), "(xi0, xi1): latent correlation lengths in sites of class 0 "
+                              "(short) and class 1 (long), covariance exp(-d^2/xi^2); the paper's "
+                              "0.1, 0.5 with --extensivexis at L=20 [inferred]", gt=0, tag="[code]")
+    gain: float = F(3.0, "NLGP gain g in gain_convention; unknown for the cover figure [inferred]",
+                    gt=0, tag="[inferred]")
+    gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z "
+                             "(g_original = sqrt2 g_followup)", choices=("original", "followup"), tag="[code]")
+    boundary: str = F("periodic", "latent-field boundary; the reference default is open (--pbc off), "
+                      "unknown for the cover figure [inferred]", choices=("periodic", "open"), tag="[inferred]")
+    extensive: bool = F(False, "xi <- xi * L (the reference's --extensivexis)", tag="[code]")
+    clone_formula: str = F("exact", "clone covariance: exact arcsine formula on the realised latent "
+                           "covariance, or the reference's jittered form (sgoldt/conv_emerge tasks.py; "
+                           "NaN above g = 1/sqrt(eps) there, an error here)",
+                           choices=("exact", "reference"), quirk="reference", tag="[code]")
+    variance: str = F("exact", "NLGP normaliser at the realised latent variance (exact) or at the unit "
+                      "diagonal (reference inputs.NLGP: variance 1 + O(jitter))",
+                      choices=("exact", "reference"), quirk="reference", tag="[code]")
+    jitter: float | None = F(None, "latent jitter eps I (None: the data model's default: 0 periodic, the "
+                             "smallest that factorises open)", ge=0, tag="[code]")
+    T_ising: tuple[float, ...] = F((3.0, 1.5), "Ising kinds: (T0, T1) temperatures of class 0 (short, hot) "
+                                   "and class 1 (long, cold), J = 1", gt=0, tag="[code]")
+    ising_sampler: str = F("auto", "Ising kinds: exact 1D / swendsen_wang 2D (auto), or a named sampler",
+                           choices=("auto", "exact", "wolff", "swendsen_wang", "metropolis",
+                                    "original_metropolis", "followup_metropolis"),
+                           quirk=("original_metropolis", "followup_metropolis"))
+    sweeps_between_samples: int = F(5, "Ising chain samplers: sweeps between samples of one chain", ge=1)
+
+    def check(self) -> None:
+        if len(self.xi) != 2:
+            raise ConfigError("xi", "expected two values (xi0, xi1)", self.xi)
+        if len(self.T_ising) != 2:
+            raise ConfigError("T_ising", "expected two values (T0, T1)", self.T_ising)
+
+    @property
+    def D(self) -> int:
+        return self.L ** self.dim
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The original committee ``TwoLayer`` (spec §4.1)."""
+
+    K: int = F(8, "hidden units", ge=1, tag="[code]")
+    mode: str = F("mf", "readout/lr scaling: mf (1/K, lr K), lazy (1/sqrtK), conv (1), 2layer (trained v)",
+                  choices=("mf", "lazy", "conv", "2layer"), tag="[code]")
+    bias: str = F("train_pm1", "train_pm1: b = +1 for k < K//2, -1 otherwise, trained with lr_w/D (the "
+                  "reference's --bias); fixed: +-bias_value, not trained; none: b = 0 (chance with erf)",
+                  choices=("train_pm1", "fixed", "none"), tag="[code]")
+    bias_value: float = F(1.0, "|b| for bias=fixed", gt=0)
+    activation: str = F("erf", "sigma: erf(h/sqrt2) (the reference's erf) or relu", choices=("erf", "relu"),
+                        tag="[code]")
+    std0: float = F(0.1, "init std of w (and of v in 2layer)", gt=0, tag="[code]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Online SGD (spec §4.1): fresh samples every step, log-spaced evaluations."""
+
+    lr: float = F(0.05, "base learning rate (first layer gets lr K in mf, bias lr_w/D)", gt=0, tag="[code]")
+    T: float = F(1e4, "final time in units of time_unit (t = steps/D by default)", gt=0.1, tag="[code]",
+                 cost="T*D steps; ~20-50 us per step on one CPU core for D=400")
+    bs: int = F(1, "mini-batch size (1 = true online SGD)", ge=1, tag="[code]")
+    time_unit: str = F("steps", "t = steps/D (the reference, any bs) or samples/D",
+                       choices=("steps", "samples"), tag="[code]")
+    n_evals: int = F(200, "log-spaced evaluations in [0.1, T] (plus t = 0)", ge=1, tag="[code]",
+                     cost="each stores all weights (n_evals x runs x K x D floats)")
+    n_test: int = F(20000, "fixed test-set size per run, drawn once from its own stream", ge=1, tag="[code]")
+    l1: float = F(0.0, "after each step theta <- theta - (l1/D) sign(theta) (unless l2 > 0)", ge=0, tag="[code]")
+    l2: float = F(0.0, "after each step theta <- theta (1 - l2/D)", ge=0, tag="[code]")
+    backend: str = F("auto", "SGD kernel: auto (numpy on cpu, torch on cuda), numpy, torch, autograd (oracle)",
+                     choices=("auto", "numpy", "torch", "autograd"))
+    dtype: str = F("float32", "arithmetic dtype of training and data", choices=("float32", "float64"))
+    chunk_size: int = F(16384, "samples drawn per sampler call (memory only)", ge=1, semantic=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# tasks
+# ------------------------------------------------------------------------------------------------
+class PairTask:
+    """Balanced two-class mixture of ``model0`` (class 0) and ``model1`` (class 1).
+
+    Used only when :mod:`featlab.data.mixture` is not available.
+
+    Convention:
+        ``sample(n, generator) -> (x, c)``: labels iid uniform on {0, 1} drawn first, then
+        class 0's samples, then class 1's, scattered into place; all on ``generator.device``.
+    """
+
+    def __init__(self, model0, model1):
+        self.models = (model0, model1)
+        self.D = model0.D
+
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        dev = generator.device if generator is not None else torch.device("cpu")
+        c = torch.randint(0, 2, (n,), generator=generator, device=dev)
+        n1 = int(c.sum())
+        x0 = self.models[0].sample(n - n1, generator)
+        x1 = self.models[1].sample(n1, generator)
+        x = torch.empty((n,) + tuple(x0.shape[1:]), dtype=x0.dtype, device=dev)
+        x[c == 0] = x0
+        x[c == 1] = x1.to(x0.dtype)
+        return x, c
+
+
+def data_model(cfg: DataConfig, kind: str, c: int):
+    """The data model of class ``c`` (0 short, 1 long) for ``kind`` in nlgp|clone|ising|ising_clone."""
+    from ..data import NLGP, GaussianClone
+
+    if kind in ("nlgp", "clone"):
+        kw = dict(L=cfg.L, xi=cfg.xi[c], gain=cfg.gain, dim=cfg.dim, gain_convention=cfg.gain_convention,
+                  boundary=cfg.boundary, extensive=cfg.extensive, jitter=cfg.jitter, variance=cfg.variance)
+        if kind == "nlgp":
+            return NLGP(**kw)
+        return GaussianClone(**kw, clone_formula=cfg.clone_formula)
+    if kind in ("ising", "ising_clone"):
+        from ..data.ising import Ising
+
+        kw = {} if cfg.ising_sampler == "auto" else {"sampler": cfg.ising_sampler}
+        m = Ising.from_temperature(cfg.T_ising[c], L=cfg.L, dim=cfg.dim, boundary=cfg.boundary,
+                                   sweeps_between_samples=cfg.sweeps_between_samples, **kw)
+        return m if kind == "ising" else GaussianClone.of(m)
+    raise ValueError(f"kind: allowed {', '.join(DATA_KINDS)} (got {kind!r})")
+
+
+def build_task(cfg: DataConfig, kind: str):
+    """The two-class mixture of ``kind`` with class 0 = short range (ξ0 / T0), class 1 = long."""
+    m0, m1 = data_model(cfg, kind, 0), data_model(cfg, kind, 1)
+    try:
+        from ..data.mixture import Mixture
+    except ImportError:  # the mixture module lands separately
+        return PairTask(m0, m1)
+    return Mixture(m0, m1)
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------------
+def init_weights(cfg: ModelConfig, D: int, generator: torch.Generator, dtype=torch.float32):
+    """Initial (w (K, D), b (K,), v (K,)) of ``TwoLayer`` drawn from ``generator``.
+
+    Convention:
+        w ~ N(0, std0²); b = ±1 split (+ first, ``train_pm1``), ±bias_value (``fixed``) or 0;
+        v = 1 except ``2layer`` (N(0, std0²), drawn after w).
+    """
+    dev = generator.device
+    w = cfg.std0 * torch.randn(cfg.K, D, generator=generator, device=dev, dtype=dtype)   # (K, D)
+    if cfg.bias == "none":
+        b = torch.zeros(cfg.K, dtype=dtype, device=dev)
+    else:
+        b = pm1_bias(cfg.K, 1.0 if cfg.bias == "train_pm1" else cfg.bias_value, dtype, dev)
+    if cfg.mode == "2layer":
+        v = cfg.std0 * torch.randn(cfg.K, generator=generator, device=dev, dtype=dtype)
+    else:
+        v = torch.ones(cfg.K, dtype=dtype, device=dev)
+    return w, b, v
+
+
+@dataclass
+class Trained:
+    """S = len(tags) × n_seeds runs trained together, in the order (tag, seed) tag-major.
+
+    Attributes
+    ----------
+    result : OnlineResult  (snapshots W: (E, S, K, D), b, v: (E, S, K))
+    tags, seeds : per-run labels, length S
+    L, dim, D : geometry
+    """
+
+    result: OnlineResult
+    tags: list[str]
+    seeds: list[int]
+    L: int
+    dim: int
+    D: int = field(init=False)
+
+    def __post_init__(self):
+        self.D = self.L ** self.dim
+
+    def runs(self, tag: str) -> list[int]:
+        """Indices of the runs of ``tag``."""
+        return [i for i, t in enumerate(self.tags) if t == tag]
+
+    def ipr(self) -> np.ndarray:
+        """IPR of every unit at every evaluation, (E, S, K)."""
+        return ipr(self.result.snapshots["W"].astype(np.float64))
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tags: Sequence[str], *,
+               n_seeds: int = 1, data_stream: str = "data", desc: str = "online SGD") -> Trained:
+    """Train one committee per (task, seed) pair in a single batched loop.
+
+    Parameters
+    ----------
+    model, train : config groups
+    tasks : sequence of mixtures with ``sample(n, generator) -> (x, c)``; one per tag
+    ctx : RunContext (generators, device, progress, metrics, finiteness checks)
+    tags : names of the tasks (``"nlgp"``, ``"clone"``...), used in metrics keys
+    n_seeds : int
+        Seeds per task. Seed i uses the streams ``init/i``, ``{data_stream}/i`` and ``test``
+        for *every* task: NLGP and clone start from the same weights and draw their labels and
+        latent noise from the same stream ("same seed").
+
+    Every evaluation appends one metrics row: ``t``, ``step``, ``samples``, ``t_steps``,
+    ``t_samples`` and, per tag (mean over seeds), ``mse_<tag>``, ``acc_<tag>``,
+    ``grad_norm_w_<tag>``, ``ipr_<tag>`` (mean IPR of the long-range detectors). A NaN/inf
+    test MSE raises through ``ctx.check_finite``.
+    """
+    if len(tasks) != len(tags):
+        raise ValueError("tasks, tags: need one tag per task")
+    dtype = _dtype(train.dtype)
+    D = tasks[0].D
+    run_tags, run_seeds, Ws, bs_, vs, samplers, gens, tests = [], [], [], [], [], [], [], []
+    for tag, task in zip(tags, tasks):
+        g_test = ctx.generator("test")
+        x_t, c_t = task.sample(train.n_test, g_test)
+        geometry = (int(x_t.shape[1]), x_t.dim() - 1)                     # (L, dim)
+        for i in range(n_seeds):
+            w, b, v = init_weights(model, D, ctx.generator(f"init/{i}"), dtype)
+            Ws.append(w), bs_.append(b), vs.append(v)
+            samplers.append(_sampler(task, dtype))
+            gens.append(ctx.generator(f"{data_stream}/{i}"))
+            tests.append((x_t.reshape(train.n_test, -1).to(dtype), (1.0 - 2.0 * c_t.to(dtype))))
+            run_tags.append(tag), run_seeds.append(i)
+    W0, b0, v0 = torch.stack(Ws), torch.stack(bs_), torch.stack(vs)   # (S, K, D), (S, K), (S, K)
+    total = int(math.ceil(train.T * D / (train.bs if train.time_unit == "samples" else 1)))
+
+    def on_eval(e, t, step, mse, acc, gnorm, snap):
+        ctx.check_finite(torch.as_tensor(mse), "test MSE")
+        iprs = ipr(snap["W"].astype(np.float64))                          # (S, K)
+        det = long_range_detectors(snap["b"], snap["v"])                   # (S, K)
+        row = {"t": t, "step": step, "samples": step * train.bs, "t_steps": step / D,
+               "t_samples": step * train.bs / D}
+        for tag in dict.fromkeys(run_tags):
+            idx = [r for r, rt in enumerate(run_tags) if rt == tag]
+            row[f"mse_{tag}"] = float(np.mean(mse[idx]))
+            row[f"acc_{tag}"] = float(np.mean(acc[idx]))
+            row[f"grad_norm_w_{tag}"] = float(np.nanmean(gnorm["w"][idx])) if e > 0 else None
+            row[f"ipr_{tag}"] = float(iprs[idx][det[idx]].mean()) if det[idx].any() else None
+        ctx.log_metrics(**row)
+
+    with ctx.progress(total, desc=desc, unit="step") as bar:
+        res = train_committee(W0, b0, v0, samplers, gens, tests, T=train.T, mode=model.mode, lr=train.lr,
+                              bs=train.bs, time_unit=train.time_unit, n_evals=train.n_evals,
+                              train_b=model.bias == "train_pm1", activation=model.activation,
+                              l1=train.l1, l2=train.l2, backend=train.backend, chunk_size=train.chunk_size,
+                              dtype=dtype, progress=bar, on_eval=on_eval, desc=desc)
+    ctx.log.info("%s: %d steps x %d runs in %.1f s (%.0f steps/s, backend %s)", desc, int(res.steps[-1]),
+                 len(run_tags), res.wall_s, res.steps_per_s, res.backend)
+    return Trained(res, run_tags, run_seeds, L=geometry[0], dim=geometry[1])
+
+
+def _sampler(task, dtype):
+    def sample(n, generator):
+        x, c = task.sample(n, generator)
+        return x.reshape(n, -1).to(dtype), 1.0 - 2.0 * c.to(dtype)   # y = +1 for class 0
+    return sample
+
+
+def train_one(cfg, task, ctx, tag: str) -> Trained:
+    """:func:`train_many` for one task; ``cfg`` has ``model`` and ``train`` groups (and optionally
+    ``n_seeds``)."""
+    return train_many(cfg.model, cfg.train, [task], ctx, [tag], n_seeds=getattr(cfg, "n_seeds", 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# which units detect the long-range class
+# ------------------------------------------------------------------------------------------------
+def long_range_detectors(b, v) -> np.ndarray:
+    """Boolean mask (..., K): the units that detect the long-range class (class 1).
+
+    Rule: v_k·b_k > 0. With original targets (y = +1 for class 0, short ξ), a unit with
+    v_k·σ(b_k) > 0 votes for class 0 at rest (w·x = 0). For odd, saturating σ = erf(·/√2), a
+    larger spread of λ = w·x/√D lowers E[v_k σ(λ + b_k)] towards 0 (σ is concave on h > 0),
+    i.e. towards the class-1 target −1: such a unit signals class 1 by the *power* of its
+    input along w, and the long-range class has more power at low frequency and in local
+    blobs. These are the b = +1 units of the cover figure (localised blobs, panel C); the
+    b = −1 units detect the short-range class (oscillatory fields).
+
+    Convention:
+        b, v: (..., K) final biases and readout weights; original targets (y₀ = +1).
+    """
+    return (np.asarray(v) * np.asarray(b)) > 0
+
+
+def final_ipr_of_detectors(tr: Trained, tag: str) -> float:
+    """Mean final IPR over the long-range detectors of every run of ``tag`` (NaN if none)."""
+    idx = tr.runs(tag)
+    snaps = tr.result.snapshots
+    mask = long_range_detectors(snaps["b"][-1, idx], snaps["v"][-1, idx])   # (R, K)
+    vals = tr.ipr()[-1, idx]                                                # (R, K)
+    return float(vals[mask].mean()) if mask.any() else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# figures (take data, return a Figure)
+# ------------------------------------------------------------------------------------------------
+def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[str, np.ndarray] | None = None):
+    """Final receptive fields, one row per data set, one column per unit.
+
+    ``W[name]``: (K, D). 2D: images (row-major, symmetric colour scale per unit); 1D: profiles
+    w_k(i) against the site i. Titles carry the bias sign and the IPR.
+    """
+    from ..plotting import figure
+
+    names = list(W)
+    K = W[names[0]].shape[0]
+    fig, ax = figure(len(names), K, width=1.3 if dim == 2 else 1.6, height=1.4 if dim == 2 else 1.2)
+    for r, name in enumerate(names):
+        for k in range(K):
+            a = ax[r, k]
+            w = np.asarray(W[name][k], dtype=float)
+            sign = "" if b is None else ("b+" if b[name][k] > 0 else "b-" if b[name][k] < 0 else "b0")
+            if dim == 2:
+                m = np.abs(w).max() or 1.0
+                a.imshow(w.reshape(L, L), cmap="RdBu_r", vmin=-m, vmax=m)
+                a.set_xticks([]), a.set_yticks([])
+            else:
+                a.plot(np.arange(L), w, color="k", lw=0.8)
+                a.axhline(0, color="0.7", lw=0.5)
+                a.set_xticks([0, L - 1])
+                a.tick_params(labelleft=False)
+            a.set_title(f"{sign} IPR {ipr(w):.3f}", fontsize=6)
+            if k == 0:
+                a.set_ylabel(name)
+    fig.suptitle("final receptive fields w_k" + (" (image: row-major L x L)" if dim == 2 else
+                                                   " (weight vs site i)"), fontsize=8)
+    return fig
+
+
+def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
+                    detect: dict[str, np.ndarray] | None = None, threshold: float | None = None):
+    """IPR against t per unit, one panel per data set, log t axis (t > 0 only).
+
+    ``iprs[name]``: (E, U) for U units (all seeds); ``detect[name]``: (U,) long-range detector
+    mask, drawn in colour (others grey). Baseline 3/(D+2) dashed.
+    """
+    from ..plotting import PALETTE, figure
+
+    names = list(iprs)
+    fig, ax = figure(1, len(names), sharey=True)
+    pos = t > 0
+    for i, name in enumerate(names):
+        a = ax[0, i]
+        y = iprs[name]
+        for u in range(y.shape[1]):
+            det = detect is not None and bool(detect[name][u])
+            a.plot(t[pos], y[pos, u], color=PALETTE.get(name, "C0") if det else "0.6",
+                   lw=1.0 if det else 0.7, alpha=0.9)
+        a.axhline(baseline, color=PALETTE["baseline"], ls="--", lw=0.8, label="3/(D+2)")
+        if threshold is not None:
+            a.axhline(threshold, color=PALETTE["baseline"], ls=":", lw=0.8, label="localised")
+        a.set_xscale("log")
+        a.set_xlabel("time t = steps/D")
+        a.set_title(name)
+        if i == 0:
+            a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
+            a.legend(loc="upper left")
+    return fig
+
+
+def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray]):
+    """Test accuracy against t (log axis, t > 0), one line per data set (mean over seeds)."""
+    from ..plotting import PALETTE, figure
+
+    fig, ax = figure(1, 1)
+    a = ax[0, 0]
+    pos = t > 0
+    for name, y in acc.items():
+        a.plot(t[pos], np.asarray(y)[pos], color=PALETTE.get(name, None), label=name)
+    a.axhline(0.5, color=PALETTE["baseline"], ls="--", lw=0.8, label="chance")
+    a.set_xscale("log")
+    a.set_xlabel("time t = steps/D")
+    a.set_ylabel("test accuracy")
+    a.legend()
+    return fig
