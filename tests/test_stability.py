@@ -192,7 +192,8 @@ def test_custom_perturbation_on_1d_inputs_and_channel_mean():
 @pytest.mark.parametrize("kw, match", [(dict(protocol="mode"), "protocol must be one of"),
                                        (dict(bn_mode="batch", batch_size=4), "batch_size must be >= P"),
                                        (dict(layers=["nope"]), "layers not found"),
-                                       (dict(layers="some"), "layers must be")])
+                                       (dict(layers="some"), "layers must be"),
+                                       (dict(noise="gauss"), "noise must be one of")])
 def test_exception_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         stability(_cnn(), _X(P=8), generator=_g(), **kw)

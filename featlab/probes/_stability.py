@@ -20,7 +20,7 @@ from ..diffeo.temperature import typical_temperature
 from ..diffeo.warp import deform
 from ..utils.progress import progress
 from .hooks import capture, eval_mode, layer_names
-from .noise import matched_noise
+from .noise import NoiseMode, matched_noise
 
 __all__ = ["Protocol", "BNMode", "LayerSource", "stability", "mean_sq_distance", "mean_sq_distance_pairwise",
            "median_sq_distance", "lower_median"]
@@ -233,8 +233,9 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
         See :class:`BNMode`. "batch" needs the whole probe set in one batch.
     compat_inplace : bool
         Quirk (default off). True captures layer outputs without cloning, as the reference's
-        torch.fx extraction effectively does (relativestability ``main.py --by_layer 1``): a
-        layer followed by ``ReLU(inplace=True)`` is then read after the ReLU overwrote it.
+        torch.fx extraction does (relativestability ``main.py --by_layer 1``; inferred from
+        the code, spec §3.6): a node followed by ``ReLU(inplace=True)`` is then read after
+        the ReLU overwrote it with its rectified values.
     channel_mean : bool
         Average layer outputs over channels (dim 1) before flattening (1D code); tensors with
         fewer than 3 dims are left as they are.
@@ -273,6 +274,7 @@ def stability(model: nn.Module, X: torch.Tensor, *, T: float | None = None, delt
     """
     proto = _choice(Protocol, protocol, "protocol")
     bnm = _choice(BNMode, bn_mode, "bn_mode")
+    noise = _choice(NoiseMode, noise, "noise").value
     P = X.shape[0]
     if P < 2:
         raise ValueError(f"X must hold at least 2 probes; got {P}")
