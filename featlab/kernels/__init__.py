@@ -7,6 +7,7 @@ _EXPORTS: dict[str, str] = {
     "ConvRFM": "convrfm",
     "RFM": "rfm",
     "Solver": "solvers",
+    "cntk": "cntk",
     "gaussian_kernel": "mahalanobis",
     "kernel_agop": "rfm",
     "laplace_kernel": "mahalanobis",
