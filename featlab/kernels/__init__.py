@@ -8,9 +8,11 @@ _EXPORTS: dict[str, str] = {
     "RFM": "rfm",
     "Solver": "solvers",
     "cntk": "cntk",
+    "edge_map": "viz",
     "gaussian_kernel": "mahalanobis",
     "kernel_agop": "rfm",
     "laplace_kernel": "mahalanobis",
+    "top_eigenfilters": "viz",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

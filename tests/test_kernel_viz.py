@@ -1,0 +1,55 @@
+"""Edge maps and eigen-filters: the two closed-form conventions of spec §13 and the layout."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from featlab.kernels.viz import edge_map, figure_edge_maps, figure_filters, sqrtm_psd, top_eigenfilters
+
+
+def _imgs(n=2, c=3, H=6, W=7):
+    return torch.randn(n, c, H, W, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_convention_edge_map_identity_is_sqrt_box_sum_of_squares():
+    X = _imgs()
+    E = edge_map(X, torch.eye(27, dtype=torch.float64), 3)
+    Xp = F.pad(X, (1, 1, 1, 1), mode="circular")
+    ref = (F.avg_pool2d(Xp**2, 3, stride=1) * 9).sqrt()
+    torch.testing.assert_close(E, ref)
+    torch.testing.assert_close(edge_map(X, None, 3), ref)
+
+
+def test_convention_edge_map_single_pixel_M_is_abs_pixel_at_offset():
+    X = _imgs()
+    ch, r, s = 1, 0, 2  # channel 1, in-patch row 0, col 2: pixel (i - 1, j + 1)
+    e = torch.zeros(27, dtype=torch.float64)
+    e[ch * 9 + r * 3 + s] = 1.0
+    E = edge_map(X, torch.outer(e, e), 3)
+    shifted = torch.roll(X[:, ch], shifts=(1, -1), dims=(1, 2))  # shifted[i, j] = X[i - 1, j + 1]
+    torch.testing.assert_close(E[:, ch], shifted.abs())
+    assert E[:, [0, 2]].abs().max() < 1e-12
+
+
+def test_top_eigenfilters_layout_and_order():
+    u = torch.zeros(2, 3, 3, dtype=torch.float64)
+    u[1, 0, 2] = 1.0
+    v = torch.zeros(2, 3, 3, dtype=torch.float64)
+    v[0, 1, 1] = 1.0
+    M = 5 * torch.outer(u.flatten(), u.flatten()) + 2 * torch.outer(v.flatten(), v.flatten())
+    filt, w = top_eigenfilters(M, n_channels=2, k=2)
+    assert filt.shape == (2, 2, 3, 3) and w.tolist() == [5.0, 2.0]
+    torch.testing.assert_close(filt[0].abs(), u)
+    torch.testing.assert_close(filt[1].abs(), v)
+    S = sqrtm_psd(M)
+    torch.testing.assert_close(S @ S, M)
+
+
+def test_figures_plot_the_data():
+    M = torch.eye(27, dtype=torch.float64)
+    filt, w = top_eigenfilters(M, 3, 4)
+    fig = figure_filters(filt, w)
+    assert len(fig.axes) == 4
+    X = _imgs()
+    fig = figure_edge_maps(X, {"M = I": edge_map(X, M)})
+    assert len(fig.axes) == 4 and fig.axes[1].images[0].get_array().shape == (6, 7)
