@@ -79,7 +79,8 @@ def eval_schedule(T: float, D: int, *, bs: int = 1, time_unit: str = "steps", n_
     Returns
     -------
     t : (n_evals + 1,) float
-        [0, logspace(log₁₀ t_min, log₁₀ T, n_evals)], the reference's nominal times.
+        [0, logspace(log₁₀ t_min, log₁₀ T, n_evals)], the reference's nominal times
+        ([0, T] when ``n_evals == 1``).
     steps : (n_evals + 1,) int
         The first step count whose clock reaches t: ⌈t·D⌉ (``time_unit="steps"``) or
         ⌈t·D/bs⌉ (``"samples"``). Duplicates are possible at small t (evaluated twice).
@@ -92,7 +93,10 @@ def eval_schedule(T: float, D: int, *, bs: int = 1, time_unit: str = "steps", n_
         raise ValueError(f"T: must be > t_min = {t_min} (got {T})")
     if time_unit not in ("steps", "samples"):
         raise ValueError(f"time_unit: allowed steps, samples (got {time_unit!r})")
-    t = np.concatenate([[0.0], np.logspace(math.log10(t_min), math.log10(T), n_evals)])
+    if n_evals < 1:
+        raise ValueError(f"n_evals: must be >= 1 (got {n_evals})")
+    grid = np.logspace(math.log10(t_min), math.log10(T), n_evals) if n_evals > 1 else np.array([float(T)])
+    t = np.concatenate([[0.0], grid])
     per = D / (bs if time_unit == "samples" else 1)
     steps = np.ceil(t * per - 1e-9).astype(np.int64)
     return t, steps

@@ -1,0 +1,67 @@
+"""Online SGD speed, sampling included: 2D L=20 (D=400), K=8, mf, erf, bs=1 (spec emergence §4.1).
+
+Goal: >= 20,000 steps/s on 2 CPU cores (the paper preset's 4x10^6 steps in under 4 minutes).
+
+    python benchmarks/bench_online_sgd.py            # 200k steps per case
+    python benchmarks/bench_online_sgd.py --quick    # 20k steps per case
+    python benchmarks/bench_online_sgd.py --backends numpy,torch --device cuda
+
+Cases: the NLGP and its clone batched in one loop (S = 2, what ``emergence`` runs) and a single
+NLGP run (S = 1). "steps/s" counts loop iterations (each advances every run by one step);
+"run-steps/s" = S x steps/s. Evaluations are reduced to 2 on a 1000-sample test set, so the
+numbers are the training loop plus FFT sampling in chunks of 2^14.
+"""
+from __future__ import annotations
+
+import argparse
+import torch
+
+from featlab.experiments._emergence_common import DataConfig, ModelConfig, build_task, init_weights
+from featlab.train.online import train_committee
+
+
+def bench(tags, backend, device, steps, dtype=torch.float32):
+    data = DataConfig()                           # 2D, L = 20, xi = (2, 10), g = 3
+    D = data.D
+    tasks = [build_task(data, t) for t in tags]
+    gens = [torch.Generator(device=device).manual_seed(i) for i in range(len(tags))]
+    Ws, bs_, vs, samplers, tests = [], [], [], [], []
+    for task, g in zip(tasks, gens):
+        w, b, v = init_weights(ModelConfig(), D, torch.Generator(device=device).manual_seed(0), dtype)
+        Ws.append(w), bs_.append(b), vs.append(v)
+
+        def smp(n, gen, task=task):
+            x, c = task.sample(n, gen)
+            return x.reshape(n, -1).to(dtype), 1.0 - 2.0 * c.to(dtype)
+
+        samplers.append(smp)
+        tests.append(smp(1000, torch.Generator(device=device).manual_seed(99)))
+    res = train_committee(torch.stack(Ws), torch.stack(bs_), torch.stack(vs), samplers, gens, tests,
+                          T=steps / D, n_evals=1, backend=backend, dtype=dtype, desc="bench")
+    assert int(res.steps[-1]) == steps
+    return res.steps_per_s, res.backend     # loop wall time: sampling + SGD + 2 evaluations
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="20k steps per case instead of 200k")
+    ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch, autograd")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = 20_000 if args.quick else 200_000
+    print(f"device={args.device} torch_threads={torch.get_num_threads()} steps/case={steps}")
+    print(f"{'case':<22}{'backend':<10}{'steps/s':>12}{'run-steps/s':>14}{'us/step':>10}")
+    for tags, label in ((("nlgp", "clone"), "NLGP+clone batched"), (("nlgp",), "NLGP single")):
+        for be in args.backends.split(","):
+            if be == "numpy" and args.device != "cpu":
+                continue
+            n = steps if be != "autograd" else min(steps, 5_000)
+            sps, used = bench(tags, be, args.device, n)
+            print(f"{label:<22}{used:<10}{sps:>12,.0f}{sps * len(tags):>14,.0f}{1e6 / sps:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
