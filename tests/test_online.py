@@ -152,3 +152,21 @@ def test_train_modules_followup_targets():
     r = train_modules([net], [smp], [torch.Generator()], test, T=20.0, lr=0.5, bs=8, n_evals=4)
     assert r.snapshots["w"].shape == (5, 1, 2, D) and r.backend == "autograd"
     assert r.mse[-1, 0] < r.mse[0, 0]
+
+
+@pytest.mark.cuda
+def test_cuda_torch_kernel_matches_cpu_numpy():
+    dev = torch.device("cuda")
+    W, b, v = _init(2)
+    samplers = [_pool_sampler(10 + s) for s in range(2)]
+    test = [_pool_sampler(99, 512)(512, None) for _ in range(2)]
+
+    def on(dev_smp):
+        return lambda n, g: tuple(a.to(dev) for a in dev_smp(n, g))
+
+    ref = _run("numpy", T=2.0)
+    r = train_committee(W.to(dev), b.to(dev), v.to(dev), [on(s) for s in samplers],
+                        [torch.Generator(device=dev) for _ in range(2)], [(x.to(dev), y.to(dev)) for x, y in test],
+                        T=2.0, lr=0.05, backend="auto", chunk_size=256, dtype=torch.float64, n_evals=5)
+    assert r.backend == "torch"
+    np.testing.assert_allclose(r.snapshots["W"], ref.snapshots["W"], atol=2e-6)
