@@ -16,8 +16,8 @@ _EXPORTS: dict[str, str] = {
     "load_mnist": "images",
     "natural_patches": "images",
     # --- emergence data ---
-    "GaussianClone": "clone", "LatentField": "latent", "NLGP": "nlgp", "latent_covariance": "latent",
-    "nlgp_marginal_kurtosis": "nlgp",
+    "GaussianClone": "clone", "Ising": "ising", "LatentField": "latent", "NLGP": "nlgp",
+    "ising_correlation_length": "ising", "latent_covariance": "latent", "nlgp_marginal_kurtosis": "nlgp",
     # --- scale detection ---
     "local_diffeo_1d": "scale_detection", "local_translation": "scale_detection",
     "scale_detection_1d": "scale_detection", "twopoints": "scale_detection",
