@@ -66,7 +66,7 @@ def main() -> None:
 
     # 2. throughput per net
     nets = ["lenet", "fc4"] if a.quick else ["vanilla", "lenet", "fc4", "alexnet", "vgg11", "vgg11_bn", "resnet18"]
-    steps = 2 if a.quick else 5
+    steps = 2 if a.quick else 3
     bs = 128
     xb = torch.rand(bs, 3, 32, 32, generator=g).to(dev)
     yb = torch.randint(0, 10, (bs,), generator=g).to(dev)
@@ -80,7 +80,7 @@ def main() -> None:
             opt.step()
 
         step()  # warm-up
-        t = best_of(lambda: [step() for _ in range(steps)], 2, sync) / steps
+        t = best_of(lambda: [step() for _ in range(steps)], 1, sync) / steps
         print(f"[2] {name:9s} train {bs / t:9.0f} images/s ({t * 1e3:.1f} ms per batch of {bs})")
 
     # 3. loop overhead
