@@ -76,6 +76,17 @@ def sampling_points(displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return X, Y
 
 
+def _normalised_grid(displacement: torch.Tensor) -> torch.Tensor:
+    """grid_sample grid (B, H, W, 2): (2X/(W-1) - 1, 2Y/(H-1) - 1), clamped to [-1, 1]."""
+    B, _, H, W = displacement.shape
+    dt, dev = displacement.dtype, displacement.device
+    gx = torch.linspace(-1, 1, W, dtype=dt, device=dev).expand(H, W)
+    gy = torch.linspace(-1, 1, H, dtype=dt, device=dev)[:, None].expand(H, W)
+    base = torch.stack([gx, gy], dim=-1)  # (H, W, 2)
+    step = torch.tensor([2 / (W - 1), 2 / (H - 1)], dtype=dt, device=dev)
+    return torch.addcmul(base, displacement.permute(0, 2, 3, 1), -step).clamp_(-1, 1)
+
+
 def _gather(x: torch.Tensor, iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:
     """x (B, C, H, W) at integer indices iy, ix of shape (B', H, W) -> (B, C, H, W)."""
     B, C, H, W = x.shape
@@ -95,9 +106,12 @@ def _linear_gather(x, X, Y):
 
 def _gaussian_axis(P: torch.Tensor, fP: torch.Tensor, size: int, R: int, sigma: float):
     """Normalised weights (..., 2R) of the taps floor(P) - R + 1 .. floor(P) + R inside [0, size-1]."""
-    q = fP[..., None] + torch.arange(-R + 1, R + 1, dtype=P.dtype, device=P.device)  # (..., 2R)
-    w = torch.exp(-(P[..., None] - q) ** 2 / (2 * sigma ** 2)) * ((q >= 0) & (q <= size - 1))
-    return w / w.sum(-1, keepdim=True)  # normalise over the kept taps
+    offs = torch.arange(-R + 1, R + 1, dtype=P.dtype, device=P.device)  # (2R,)
+    dist = (P - fP)[..., None] - offs  # (..., 2R): P - q
+    w = torch.exp(dist.square_().mul_(-0.5 / sigma ** 2))
+    q = fP[..., None] + offs
+    w.masked_fill_((q < 0) | (q > size - 1), 0.0)
+    return w.div_(w.sum(-1, keepdim=True))  # normalise over the kept taps
 
 
 def _gaussian_truncated(x, X, Y, R: int, sigma: float, max_elements: int = 1 << 23):
@@ -168,19 +182,21 @@ def deform(x: torch.Tensor, displacement: torch.Tensor, interp: str = "linear", 
         raise ValueError(f"x must be floating point; got {x.dtype}")
     x, d, squeeze = _prepare(x, displacement)
     B, C, H, W = x.shape
-    X, Y = sampling_points(d)  # (B', H, W)
     if mode is Interp.GAUSSIAN:
+        X, Y = sampling_points(d)  # (B', H, W)
         if gaussian_radius < 1:
             raise ValueError(f"gaussian_radius must be >= 1; got {gaussian_radius}")
         out = _gaussian_truncated(x, X, Y, int(gaussian_radius), float(sigma))
     elif be is WarpBackend.GATHER:
+        X, Y = sampling_points(d)  # (B', H, W)
         if mode is Interp.LINEAR:
             out = _linear_gather(x, X, Y)
         else:
             out = _gather(x, Y.round().long(), X.round().long())
     else:
-        grid = torch.stack([2 * X / (W - 1) - 1, 2 * Y / (H - 1) - 1], dim=-1)  # (B', H, W, 2)
-        grid = grid.expand(B, H, W, 2)
+        # normalised grid 2X/(W-1) - 1 built in one pass; clamping to [-1, 1] there is the
+        # pixel clamp to [0, n-1] (the map is affine and increasing)
+        grid = _normalised_grid(d).expand(B, H, W, 2)  # (B, H, W, 2)
         out = F.grid_sample(x, grid, mode="bilinear" if mode is Interp.LINEAR else "nearest",
                             padding_mode="border", align_corners=True)
     return out[0] if squeeze else out
