@@ -5,8 +5,10 @@ _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
     # --- kernels (RFM, ConvRFM, CNTK) ---
     "ConvRFM": "convrfm",
+    "DeepConvRFM": "deep_convrfm",
     "RFM": "rfm",
     "Solver": "solvers",
+    "TestSetGuard": "deep_convrfm",
     "cntk": "cntk",
     "edge_map": "viz",
     "gaussian_kernel": "mahalanobis",
