@@ -103,6 +103,7 @@ def test_closed_form_denominator_equals_pairwise_cdist_mean():
     F = torch.randn(37, 50, generator=_g(9), dtype=f64) + 100.0  # offset: tests the shift
     cf, pw = mean_sq_distance(F), mean_sq_distance_pairwise(F, chunk_size=10)
     assert abs(cf - pw) <= 1e-12 * pw
+    assert abs(mean_sq_distance(F, chunk_size=1) - cf) <= 1e-13 * cf  # chunking: memory only
     assert float(mean_sq_distance(F, exclude_diagonal=True) / cf) == pytest.approx(37 / 36, rel=1e-14)
     assert float(mean_sq_distance_pairwise(F, exclude_diagonal=True)) == pytest.approx(float(cf) * 37 / 36, rel=1e-12)
     r = stability(nn.Identity(), _X(P=12), generator=_g(1), exclude_diagonal=False)
