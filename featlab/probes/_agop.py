@@ -31,8 +31,10 @@ class AGOPMethod(enum.Enum):
 
     AUTOGRAD_SUM (default)
         In eval mode samples do not interact, so ∂/∂X of Σ_p f_k(x_p) stacks the per-sample
-        gradients of output k. Cost per batch: 1 forward + c backward passes (or c/chunk_size
-        batched backwards with ``is_grads_batched``); memory: one batch of activations plus
+        gradients of output k. Cost per batch: 1 forward + c backward passes (default, a plain
+        loop with ``retain_graph``), or c/chunk_size batched backwards with
+        ``is_grads_batched`` (vmap over the backward: a multi-second first-call warm-up and,
+        on CPU, no faster in our measurements); memory: one batch of activations plus
         (chunk, B, d) gradients. The most straightforward and reliable path. Wrong for
         batch-coupled layers (train-mode BatchNorm), which are refused.
     VMAP_JACREV
