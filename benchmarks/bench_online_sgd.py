@@ -7,7 +7,7 @@ Goal: >= 20,000 steps/s on 2 CPU cores (the paper preset's 4x10^6 steps in under
     python benchmarks/bench_online_sgd.py --backends numpy,torch --device cuda
 
 Cases: the NLGP and its clone batched in one loop (S = 2, what ``emergence`` runs) and a single
-NLGP run (S = 1). "steps/s" counts loop iterations (each advances every run by one step);
+NLGP run (S = 1); the "SGD only" rows replay one pre-drawn chunk to time the update alone. "steps/s" counts loop iterations (each advances every run by one step);
 "run-steps/s" = S x steps/s. Evaluations are reduced to 2 on a 1000-sample test set, so the
 numbers are the training loop plus FFT sampling in chunks of 2^14.
 """
@@ -20,7 +20,7 @@ from featlab.experiments._emergence_common import DataConfig, ModelConfig, build
 from featlab.train.online import train_committee
 
 
-def bench(tags, backend, device, steps, dtype=torch.float32):
+def bench(tags, backend, device, steps, dtype=torch.float32, pool=False):
     data = DataConfig()                           # 2D, L = 20, xi = (2, 10), g = 3
     D = data.D
     tasks = [build_task(data, t) for t in tags]
@@ -33,6 +33,10 @@ def bench(tags, backend, device, steps, dtype=torch.float32):
         def smp(n, gen, task=task):
             x, c = task.sample(n, gen)
             return x.reshape(n, -1).to(dtype), 1.0 - 2.0 * c.to(dtype)
+
+        if pool:  # SGD cost alone: slices of one pre-drawn chunk instead of fresh samples
+            xp_, yp_ = smp(2 ** 14, g)
+            smp = (lambda n, gen, xp_=xp_, yp_=yp_: (xp_[:n], yp_[:n]))
 
         samplers.append(smp)
         tests.append(smp(1000, torch.Generator(device=device).manual_seed(99)))
@@ -54,12 +58,14 @@ def main():
     steps = 20_000 if args.quick else 200_000
     print(f"device={args.device} torch_threads={torch.get_num_threads()} steps/case={steps}")
     print(f"{'case':<22}{'backend':<10}{'steps/s':>12}{'run-steps/s':>14}{'us/step':>10}")
-    for tags, label in ((("nlgp", "clone"), "NLGP+clone batched"), (("nlgp",), "NLGP single")):
+    cases = ((("nlgp", "clone"), "NLGP+clone batched", False), (("nlgp",), "NLGP single", False),
+             (("nlgp", "clone"), "batched, SGD only", True), (("nlgp",), "single, SGD only", True))
+    for tags, label, pool in cases:
         for be in args.backends.split(","):
             if be == "numpy" and args.device != "cpu":
                 continue
             n = steps if be != "autograd" else min(steps, 5_000)
-            sps, used = bench(tags, be, args.device, n)
+            sps, used = bench(tags, be, args.device, n, pool=pool)
             print(f"{label:<22}{used:<10}{sps:>12,.0f}{sps * len(tags):>14,.0f}{1e6 / sps:>10.1f}")
 
 
