@@ -186,3 +186,15 @@ def test_nfa_balanced_two_layer_linear_net(gen):
     assert abs(r[0.5] - 1) < 1e-10 and r[1.0] < 0.999
     r = nfa(model, "0", X, alpha=0.5, metric="cosine")
     assert abs(r[0.5] - 1) < 1e-10
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu(gen):
+    model = _cnn(10)
+    X = torch.randn(5, 2, 5, 5, generator=gen, dtype=torch.float64)
+    ref = agop(model, X)
+    mc = _cnn(10).cuda()
+    assert _rel(agop(mc, X.cuda()), ref) < 1e-12
+    assert _rel(agop(mc, X.cuda(), method="vmap_jacrev", store_on="device").cpu(), ref) < 1e-12
+    g = torch.Generator(device="cuda").manual_seed(0)
+    assert agop(mc, X.cuda(), method="sketch", n_sketch=3, generator=g).shape == ref.shape

@@ -1,6 +1,8 @@
 """Patch-AGOP: fast identity W̄ᵀKW̄ against the unfold + vmap(jacrev) oracle, closed forms, conventions."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -183,3 +185,17 @@ def test_multi_layer_grams_equal_single_layer(gen):
     assert c == 4
     for name in layers:
         assert _rel(Ks[name], conv_output_gram(model, name, X)[0]) < 1e-12
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    torch.manual_seed(8)
+    model = _net(10).double()
+    X = torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    ref = patch_agop(model, "2", X)
+    mc = copy.deepcopy(model).cuda()
+    assert _rel(patch_agop(mc, "2", X.cuda()), ref) < 1e-10
+    assert _rel(patch_agop(mc, "2", X.cuda(), store_on="device").cpu(), ref) < 1e-10
+    g = torch.Generator(device="cuda").manual_seed(0)
+    G = patch_agop(mc, "2", X.cuda(), outputs="sketch", n_sketch=4, generator=g)
+    assert G.shape == ref.shape and G.device.type == "cpu"
