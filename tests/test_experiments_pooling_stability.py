@@ -1,0 +1,87 @@
+"""End-to-end `pooling` and `stability` experiments through the real CLI (tiny presets, shrunk)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from featlab.cli import main
+from featlab.experiments import get
+
+
+@pytest.fixture
+def one_thread():
+    """Small convs are much faster single-threaded on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(tmp_path, name, sets):
+    args = ["run", name, "--preset", "tiny", "--out", str(tmp_path), "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "DONE: " in r.output
+    path = Path(r.output.split("DONE: ")[1].splitlines()[0].strip())
+    assert (path / "DONE").exists()
+    return path, json.loads((path / "summary.json").read_text())
+
+
+POOLING_KEYS = {"alpha_stride", "alpha_nostride", "g_exponent_stride", "g_exponent_nostride",
+                "test_error_stride", "test_error_nostride", "r_exponent_stride", "r_exponent_nostride"}
+STABILITY_KEYS = {"a", "b", "rho", "R_layers_init", "R_layers_trained", "R_layers_shuffled"}
+
+
+@pytest.mark.slow
+def test_pooling_tiny_end_to_end(tmp_path, one_thread):
+    # shrunk from the tiny preset (width 48, 30 epochs) to keep CI fast
+    path, s = _run(tmp_path, "pooling", ["model.width=16", "train.epochs=3", "data.P=64",
+                                         "data.P_test=64", "probe.n_probe=64"])
+    assert POOLING_KEYS <= set(s)
+    for k in POOLING_KEYS:
+        assert np.isfinite(s[k]), k
+    arr = np.load(path / "arrays.npz")
+    # with stride F = 2 the receptive field doubles per block; without, it grows slower
+    assert np.allclose(arr["stride_A"], 2.0 ** np.arange(1, 7))
+    assert np.all(np.diff(arr["nostride_A"]) > 0) and arr["nostride_A"][-1] < 8
+    assert {"sensitivities.png", "training.png"} <= {p.name for p in (path / "figures").iterdir()}
+    exp = get("pooling")
+    assert all(c.check(s)[1] is not None for c in exp.claims)
+
+
+@pytest.mark.slow
+def test_stability_tiny_end_to_end(tmp_path, one_thread):
+    path, s = _run(tmp_path, "stability", ["train.epochs=2", "probe.n_probe=40", "data.n_train=300",
+                                           "nets.layerwise=lenet"])
+    assert STABILITY_KEYS <= set(s)
+    assert s["n_points"] == 3 and np.isfinite(s["b"])
+    assert set(s["R_layers_trained"]) == {"lenet"}
+    assert len(s["R_layers_init"]["lenet"]) == len(s["R_layers_shuffled"]["lenet"]) > 3
+    # shuffling input channels leaves the first conv (one input channel) unchanged
+    assert s["R_layers_shuffled"]["lenet"][0] == pytest.approx(s["R_layers_trained"]["lenet"][0])
+    figs = {p.name for p in (path / "figures").iterdir()}
+    assert {"correlation.png", "layers.png", "spectra.png"} <= figs
+
+
+def test_power_law_fit_recovers_exponent():
+    from featlab.experiments.stability import fit_power_law
+
+    R = np.array([0.01, 0.1, 0.3, 1.0])
+    a, b, rho = fit_power_law(R, 0.2 * R ** 0.5)
+    assert a == pytest.approx(0.2) and b == pytest.approx(0.5) and rho == pytest.approx(1.0)
+
+
+def test_pooling_claim_checks_are_honest():
+    exp = get("pooling")
+    good = {"alpha_stride": 1.1, "alpha_nostride": 1.8, "g_exponent_stride": 0.9, "g_exponent_nostride": 0.5}
+    bad = {"alpha_stride": 0.1, "alpha_nostride": 0.2, "g_exponent_stride": -0.3, "g_exponent_nostride": 0.5}
+    assert [c.check(good)[1] for c in exp.claims] == [True, True]
+    assert [c.check(bad)[1] for c in exp.claims] == [False, False]
+    assert [c.check({})[1] for c in exp.claims] == [None, None]
