@@ -58,3 +58,31 @@ def test_bar_chart_plots_the_rows():
     assert heights[:2] == [0.9, 0.7] and np.isnan(heights[3]) and heights[-2:] == [0.2, 0.1]
     assert "pearson" in ax.get_ylabel()
     assert tiny().model.depth == 2
+
+
+def _fake_cifar10(root, n=8):
+    import pickle
+
+    d = root / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        b = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()}
+        (d / name).write_bytes(pickle.dumps(b, protocol=2))
+    (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c%d" % i for i in range(10)]}, protocol=2))
+
+
+@pytest.mark.slow
+def test_cnfa_on_cifar10_from_a_local_path(tmp_path):
+    """3-channel path (RGB eigenvector filters) on a CIFAR-10 directory written in the real format."""
+    _fake_cifar10(tmp_path)
+    args = ["run", "cnfa", "--preset", "tiny", "--out", str(tmp_path / "runs"), "--quiet"]
+    for s in ["data.name=cifar10", f"data.root={tmp_path}", "train.epochs=1", "train.probe_epochs=1",
+              "probe.n_images=8", "model.width=4", "model.depth=1", "train.batch_size=8"]:
+        args += ["--set", s]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    (rd,) = (tmp_path / "runs" / "cnfa").iterdir()
+    s = json.loads((rd / "summary.json").read_text())
+    assert s["data"].startswith("cifar10") and list(s["cnfa_trained"]) == ["features.0"]
+    assert np.load(rd / "arrays.npz")["cnfm/features.0"].shape == (27, 27)
