@@ -3,6 +3,12 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- emergence theory (issue 3) ---
+    "Trajectory": "_effective_dynamics", "amplifier": "_phi", "cumulant4": "cumulants",
+    "effective_dynamics": "_effective_dynamics", "kappa4_contract": "cumulants",
+    "marginal_kurtosis": "_phi", "nlgp_cumulant4": "cumulants", "phi": "_phi",
+    "phi_binary": "_phi", "phi_gaussian": "_phi", "phi_kur": "_phi", "phi_nlgp": "_phi",
+    "phi_taylor": "_phi", "ti_to_dense": "cumulants", "z_eigenvectors": "tensor_power",
     # --- constant-filter CNNs (pooling) ---
     "constant_filters": "cnn_constant_filters",
 }
