@@ -44,6 +44,22 @@ def _bn(c):
     return m
 
 
+def test_convention_flatten_order_mean_over_samples_sum_over_outputs(gen):
+    """G is indexed by the row-major flatten of X's non-batch dims, averages samples, sums outputs."""
+    a, b = 3.0, 2.0
+
+    def f(x):  # (B, 2, 3, 4) -> (B, 2): output 0 reads pixel (c=0, r=1, s=2), output 1 reads (1, 2, 3)
+        return torch.stack([a * x[:, 0, 1, 2], b * x[:, 1, 2, 3] ** 2], 1)
+
+    X = torch.randn(4, 2, 3, 4, generator=gen, dtype=torch.float64)
+    G = agop(f, X)
+    i, j = 0 * 12 + 1 * 4 + 2, 1 * 12 + 2 * 4 + 3
+    expected = torch.zeros(24, 24, dtype=torch.float64)
+    expected[i, i] = a ** 2  # same for every sample: the mean, not the sum (n = 4)
+    expected[j, j] = (4 * b ** 2 * X[:, 1, 2, 3] ** 2).mean()
+    assert torch.allclose(G, expected, atol=1e-13)
+
+
 def test_linear_map_gives_WtW(gen):
     W = torch.randn(4, 7, generator=gen, dtype=torch.float64)
     lin = nn.Linear(7, 4).double()
@@ -170,7 +186,7 @@ def test_matrix_power_psd_clips_negative_eigenvalues(gen):
     assert torch.allclose(matrix_power_psd(Q, 0.5), torch.diag(torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)))
 
 
-def test_nfa_balanced_two_layer_linear_net(gen):
+def test_convention_nfa_alpha_half_is_exact_for_balanced_linear_net(gen):
     # A balanced 2-layer linear net (W1 W1ᵀ = W2ᵀ W2) satisfies W1ᵀW1 = (AGOP)^{1/2} exactly.
     U, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
     V, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))

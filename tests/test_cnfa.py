@@ -38,7 +38,7 @@ def _train(model, X, y, steps, gen):
     return model
 
 
-def test_rows_match_direct_computation(gen):
+def test_convention_rows_follow_the_spec_definitions(gen):
     model = _net(0)
     init = copy.deepcopy(model.state_dict())
     X, y = _task(gen, 32)
