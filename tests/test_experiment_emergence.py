@@ -35,8 +35,8 @@ def test_convention_detectors_vote_long_range_by_power():
 
 
 def test_convention_task_class0_is_short_range():
-    cfg = DataConfig(L=16, dim=1, xi=(1.0, 4.0), gain=3.0)
-    for kind in ("nlgp", "clone"):
+    cfg = DataConfig(L=16, dim=1, xi=(1.0, 4.0), gain=3.0, T_ising=(3.0, 1.0))
+    for kind in ("nlgp", "clone", "ising", "ising_clone"):
         x, c = build_task(cfg, kind).sample(4000, torch.Generator().manual_seed(1))
         assert x.shape == (4000, 16) and set(c.unique().tolist()) == {0, 1}
         nn = (x * x.roll(1, 1)).mean(1)                           # nearest-neighbour product
@@ -56,16 +56,17 @@ def test_configs_validate_and_reject_bad_values():
 
 @pytest.mark.slow
 def test_same_seed_pairs_and_summary(tmp_path):
-    res = execute(EXPERIMENT, _small(), tmp_path, quiet=True)
+    res = execute(EXPERIMENT, _small(n_seeds=2), tmp_path, quiet=True)
     s = res.summary
     for k in ("ipr_nlgp", "ipr_clone", "ipr_baseline", "acc_nlgp", "acc_clone", "steps", "t_steps", "t_samples"):
         assert k in s
     assert s["ipr_baseline"] == pytest.approx(3 / 18) and s["steps"] == 30 * 16
     arr = res.rundir.read_arrays()
     tags = list(arr["run_tags"])
-    assert tags == ["nlgp", "clone"]
-    np.testing.assert_array_equal(arr["W"][0, 0], arr["W"][0, 1])        # same initial weights
-    assert not np.array_equal(arr["W"][-1, 0], arr["W"][-1, 1])
+    assert tags == ["nlgp", "nlgp", "clone", "clone"] and list(arr["run_seeds"]) == [0, 1, 0, 1]
+    np.testing.assert_array_equal(arr["W"][0, 0], arr["W"][0, 2])        # same seed: same initial weights
+    assert not np.array_equal(arr["W"][0, 0], arr["W"][0, 1])            # other seed: other weights
+    assert not np.array_equal(arr["W"][-1, 0], arr["W"][-1, 2])
     rows = res.rundir.read_metrics()
     assert len(rows) == 7 and rows[0]["t"] == 0 and rows[-1]["t_steps"] == pytest.approx(30)
     assert {"acc_nlgp", "mse_clone", "ipr_nlgp", "grad_norm_w_clone", "t_samples"} <= set(rows[-1])

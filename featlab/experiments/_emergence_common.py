@@ -37,14 +37,14 @@ class DataConfig:
     L: int = F(20, "linear size in sites; D = L^dim", ge=2, tag="[code]")
     dim: int = F(2, "1 (ring/chain) or 2 (L x L lattice, flattened row-major)", choices=(1, 2), tag="[code]")
     xi: tuple[float, ...] = F((2.0, 10.0), "(xi0, xi1): latent correlation lengths in sites of class 0 "
-                              "(short) and class 1 (long), covariance exp(-d^2/xi^2); the paper's "
-                              "0.1, 0.5 with --extensivexis at L=20 [inferred]", gt=0, tag="[code]")
-    gain: float = F(3.0, "NLGP gain g in gain_convention; unknown for the cover figure [inferred]",
+                              "(short) and class 1 (long), covariance exp(-d^2/xi^2); default = the paper's "
+                              "0.1, 0.5 with --extensivexis at L=20", gt=0, tag="[inferred]")
+    gain: float = F(3.0, "NLGP gain g in gain_convention; unknown for the cover figure",
                     gt=0, tag="[inferred]")
     gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z "
                              "(g_original = sqrt2 g_followup)", choices=("original", "followup"), tag="[code]")
     boundary: str = F("periodic", "latent-field boundary; the reference default is open (--pbc off), "
-                      "unknown for the cover figure [inferred]", choices=("periodic", "open"), tag="[inferred]")
+                      "unknown for the cover figure", choices=("periodic", "open"), tag="[inferred]")
     extensive: bool = F(False, "xi <- xi * L (the reference's --extensivexis)", tag="[code]")
     clone_formula: str = F("exact", "clone covariance: exact arcsine formula on the realised latent "
                            "covariance, or the reference's jittered form (sgoldt/conv_emerge tasks.py; "
