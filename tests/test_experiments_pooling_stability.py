@@ -85,3 +85,26 @@ def test_pooling_claim_checks_are_honest():
     assert [c.check(good)[1] for c in exp.claims] == [True, True]
     assert [c.check(bad)[1] for c in exp.claims] == [False, False]
     assert [c.check({})[1] for c in exp.claims] == [None, None]
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_pooling_and_stability_run_on_cuda(tmp_path):
+    for name, sets in (("pooling", ["model.width=8", "train.epochs=1", "data.P=32", "data.P_test=32",
+                                    "probe.n_probe=16"]),
+                       ("stability", ["train.epochs=1", "probe.n_probe=16", "data.n_train=100"])):
+        args = ["run", name, "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path), "--quiet"]
+        for s in sets:
+            args += ["--set", s]
+        r = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert r.exit_code == 0 and "DONE: " in r.output, r.output
+
+
+def test_convention_scale_detection_generators_draw_on_their_device():
+    """The local diffeo draws its shifts from the given generator: same seed, same output."""
+    from featlab.data.scale_detection import local_diffeo_1d, render_1d
+
+    x = render_1d(torch.tensor([[3, 9], [20, 30]]), 32)
+    a = local_diffeo_1d(x, 8, torch.Generator().manual_seed(5))
+    b = local_diffeo_1d(x, 8, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
