@@ -3,6 +3,8 @@ from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
+    # --- emergence extensions (issue 3) ---
+    "ConvTwoLayer": "softconv", "SoftConv": "softconv",
     # --- emergence (committee, follow-up nets) ---
     "MLP": "simplenet", "SimpleNet": "simplenet", "TwoLayer": "committee",
     # --- zoo (models, images, training) ---
