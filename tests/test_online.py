@@ -170,3 +170,13 @@ def test_cuda_torch_kernel_matches_cpu_numpy():
                         T=2.0, lr=0.05, backend="auto", chunk_size=256, dtype=torch.float64, n_evals=5)
     assert r.backend == "torch"
     np.testing.assert_allclose(r.snapshots["W"], ref.snapshots["W"], atol=2e-6)
+
+
+def test_prefetch_thread_gives_the_same_numbers():
+    a = _run("numpy", chunk=16, T=3.0)
+    W, b, v = _init(2)
+    samplers = [_pool_sampler(10 + s) for s in range(2)]
+    test = [_pool_sampler(99, 512)(512, None) for _ in range(2)]
+    r = train_committee(W, b, v, samplers, [torch.Generator() for _ in range(2)], test, T=3.0, lr=0.05,
+                        backend="numpy", chunk_size=16, dtype=torch.float64, n_evals=5, prefetch=False)
+    np.testing.assert_array_equal(a.snapshots["W"], r.snapshots["W"])

@@ -12,8 +12,10 @@ the fast ones are tested against the autograd one in float64.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Sequence
@@ -343,7 +345,16 @@ def _accuracy(out: np.ndarray, y: np.ndarray, targets: str) -> np.ndarray:
     return ((out > 0.5) == (y > 0.5)).mean(-1)
 
 
-def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, chunk_size, t_min,
+@contextlib.contextmanager
+def _shutdown(pool):
+    try:
+        yield
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, chunk_size, t_min, prefetch,
            targets, to_array, bs1_buffered, progress, on_eval, desc) -> OnlineResult:
     S = len(samplers)
     t, steps = eval_schedule(T, D, bs=bs, time_unit=time_unit, n_evals=n_evals, t_min=t_min)
@@ -358,18 +369,30 @@ def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, 
     done = 0
     t0 = time.perf_counter()
 
-    def refill():
-        nonlocal X, Y, dh, xn, j, n_have
+    def draw():
+        """The next chunk of every run: (X, Y, ‖x‖, δ buffer); runs in the prefetch thread."""
         xs, ys = zip(*(smp(n_chunk * bs, g) for smp, g in zip(samplers, generators)))
         Xt = torch.stack([x.reshape(n_chunk, bs, -1) for x in xs], dim=1)          # (n, S, bs, D)
         Yt = torch.stack([y.reshape(n_chunk, bs) for y in ys], dim=1)              # (n, S, bs)
-        if bs1_buffered:
-            X, Y = to_array(Xt[:, :, 0]), to_array(Yt[:, :, 0])                    # (n, S, D), (n, S)
-            xn = (X * X).sum(-1) ** 0.5                                            # (n, S)
-            dh = (np.zeros((n_chunk, S, kernel.K), X.dtype) if isinstance(X, np.ndarray)
-                  else torch.zeros(n_chunk, S, kernel.K, dtype=X.dtype, device=X.device))  # (n, S, K)
+        if not bs1_buffered:
+            return to_array(Xt), to_array(Yt), None, None
+        X_, Y_ = to_array(Xt[:, :, 0]), to_array(Yt[:, :, 0])                      # (n, S, D), (n, S)
+        dh_ = (np.zeros((n_chunk, S, kernel.K), X_.dtype) if isinstance(X_, np.ndarray)
+               else torch.zeros(n_chunk, S, kernel.K, dtype=X_.dtype, device=X_.device))  # (n, S, K)
+        return X_, Y_, (X_ * X_).sum(-1) ** 0.5, dh_                               # ‖x‖: (n, S)
+
+    # Sampling (FFT, GIL released) overlaps the Python-bound SGD loop in one helper thread.
+    # The generators are only ever used by that thread, in chunk order: same numbers as serial.
+    pool = ThreadPoolExecutor(1) if prefetch and int(steps[-1]) > n_chunk else None
+    pending = pool.submit(draw) if pool else None
+
+    def refill():
+        nonlocal X, Y, dh, xn, j, n_have, pending
+        if pool is not None:
+            X, Y, xn, dh = pending.result()
+            pending = pool.submit(draw)
         else:
-            X, Y = to_array(Xt), to_array(Yt)
+            X, Y, xn, dh = draw()
         j, n_have = 0, n_chunk
 
     def account(j0, j1):
@@ -378,7 +401,7 @@ def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, 
 
     bar = progress or Progress(int(steps[-1]), desc=desc, unit="step", log_every=0.1)
     # a diverging run is caught at the next evaluation (non-finite MSE); no warning floods
-    with bar, np.errstate(over="ignore", invalid="ignore"):
+    with bar, np.errstate(over="ignore", invalid="ignore"), _shutdown(pool):
         j_acc = 0
         for e, target in enumerate(steps):
             while done < target:
@@ -425,7 +448,7 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
                     l2: float = 0.0, backend: str | SGDBackend = "auto", chunk_size: int = 2 ** 14,
                     dtype: torch.dtype = torch.float32, progress: Progress | None = None,
                     on_eval: Callable | None = None, desc: str = "online SGD",
-                    t_min: float = 0.1) -> OnlineResult:
+                    t_min: float = 0.1, prefetch: bool = True) -> OnlineResult:
     """Online SGD of S committees ``TwoLayer`` (spec §4.1) with fresh samples every step.
 
     Parameters
@@ -455,6 +478,9 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
         stream of a run is the same for any chunk size only if its sampler is chunk-invariant).
     dtype : torch.dtype
         Arithmetic dtype of the fast kernels and of the data.
+    prefetch : bool
+        Draw the next chunk in a helper thread while SGD runs (never changes the numbers; the
+        samplers must not share a generator with other threads).
     progress, on_eval
         Optional :class:`~featlab.utils.progress.Progress` bar (total = steps); callback
         ``on_eval(e, t, step, mse (S,), acc (S,), grad_norms {name: (S,)}, snapshot {name: (S, ...)})``.
@@ -478,6 +504,7 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
     train_v = mode == "2layer"
     be = resolve_backend(backend, W.device)
     common = dict(D=D, T=T, bs=bs, time_unit=time_unit, n_evals=n_evals, t_min=t_min, chunk_size=chunk_size,
+                  prefetch=prefetch,
                   targets="original", progress=progress, on_eval=on_eval, desc=desc)
     if be is SGDBackend.AUTOGRAD:
         from ..models.committee import TwoLayer
@@ -551,7 +578,7 @@ def train_modules(models: Sequence[nn.Module], samplers: Sequence[Sampler],
     dtype = next(models[0].parameters()).dtype
     res = _drive(kernel, samplers, generators, test, D=D, T=T, bs=bs, time_unit=time_unit,
                  n_evals=n_evals, chunk_size=chunk_size, targets=targets,
-                 to_array=lambda a: a.to(dtype), bs1_buffered=False, progress=progress, t_min=0.1,
+                 to_array=lambda a: a.to(dtype), bs1_buffered=False, progress=progress, t_min=0.1, prefetch=True,
                  on_eval=on_eval, desc=desc)
     res.backend = SGDBackend.AUTOGRAD.value
     return res
