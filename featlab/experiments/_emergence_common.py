@@ -250,12 +250,12 @@ def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tag
     if len(tasks) != len(tags):
         raise ValueError("tasks, tags: need one tag per task")
     dtype = _dtype(train.dtype)
-    D = tasks[0].D
     run_tags, run_seeds, Ws, bs_, vs, samplers, gens, tests = [], [], [], [], [], [], [], []
     for tag, task in zip(tags, tasks):
         g_test = ctx.generator("test")
         x_t, c_t = task.sample(train.n_test, g_test)
         geometry = (int(x_t.shape[1]), x_t.dim() - 1)                     # (L, dim)
+        D = geometry[0] ** geometry[1]
         for i in range(n_seeds):
             w, b, v = init_weights(model, D, ctx.generator(f"init/{i}"), dtype)
             Ws.append(w), bs_.append(b), vs.append(v)
