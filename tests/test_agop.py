@@ -124,7 +124,7 @@ def test_sketch_is_unbiased(gen):
     z = (mean - exact) / se.clamp_min(1e-12)
     assert float(z.abs().max()) < 4.5  # CLT: 36 entries, |z| < 4.5 essentially always
     assert _rel(mean, exact) < 0.1
-    G, info = agop(model, X, method="sketch", n_sketch=3, generator=gen, return_info=True)
+    _, info = agop(model, X, method="sketch", n_sketch=3, generator=gen, return_info=True)
     assert info.sketched and info.n_sketch == 3
     assert not agop(model, X, return_info=True)[1].sketched
 

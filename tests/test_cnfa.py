@@ -81,7 +81,7 @@ def test_centered_variant_uses_K_of_the_trained_net(gen):
 def test_own_init_gives_unit_baseline_and_missing_values_are_none(gen):
     model = _net(3)
     X, _ = _task(gen, 8)
-    (r0, r1) = cnfa(model, X, init_state=model.state_dict(), centered=True)
+    (r0, _) = cnfa(model, X, init_state=model.state_dict(), centered=True)
     assert abs(r0.rho_init_trained - 1) < 1e-12 and abs(r0.rho_untrained - r0.rho_trained) < 1e-12
     assert math.isnan(r0.rho_centered) and r0.rho_fresh is None
     (r,) = cnfa(model, X, layers=["2"])

@@ -8,7 +8,11 @@ import torch
 from torch import nn
 
 from featlab.probes import PatchAGOPMethod, patch_agop
-from featlab.probes._patch_agop import conv_output_gram, conv_output_grams, unfold_patches
+from featlab.probes._patch_agop import (
+    conv_output_gram,
+    conv_output_grams,
+    unfold_patches,
+)
 
 
 def _rel(a, b):
@@ -148,7 +152,7 @@ def test_memory_knobs_and_sketch(gen):
                         for _ in range(100)])
     se = reps.std(0) / 100 ** 0.5
     assert float(((reps.mean(0) - ref).abs() / se.clamp_min(1e-12)).max()) < 5.0
-    G, info = patch_agop(model, "2", X, outputs="sketch", n_sketch=5, generator=gen, return_info=True)
+    _, info = patch_agop(model, "2", X, outputs="sketch", n_sketch=5, generator=gen, return_info=True)
     assert info.sketched and info.n_sketch == 5 and info.d == 36
     K, c = conv_output_gram(model, "2", X)
     assert K.shape == (3, 3) and c == 10

@@ -169,7 +169,7 @@ def plot_eigvecs(mats: dict[str, np.ndarray], shape: tuple[int, int, int], k: in
 
     fig, ax = figure(len(mats), k, width=1.0, height=1.1)
     for i, (name, M) in enumerate(mats.items()):
-        lam, V = np.linalg.eigh(M)
+        _, V = np.linalg.eigh(M)  # ascending eigenvalues
         for j in range(k):
             v = _minmax(V[:, -1 - j].reshape(shape))  # (c_in, q, q)
             img = v.transpose(1, 2, 0) if shape[0] == 3 else v.mean(0)

@@ -229,7 +229,6 @@ def _vjp(out: torch.Tensor, leaves: list[torch.Tensor], V: torch.Tensor, retain:
 def _jacrev_block(f, xb, layer_in: _LayerLeaf | None, chunk_size):
     from torch.func import jacrev, vmap
 
-    B = xb.shape[0]
     if layer_in is None:
         def f_single(x):
             return f(x.unsqueeze(0)).reshape(-1)  # (c,)

@@ -22,8 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._agop import (AGOPInfo, AGOPMethod, _batches, _cotangents, _enter_probe_mode, _forward_blocks, _LayerLeaf,
-                    _model_dtype_device, _vjp)
+from ._agop import (
+    AGOPInfo,
+    AGOPMethod,
+    _batches,
+    _cotangents,
+    _enter_probe_mode,
+    _forward_blocks,
+    _LayerLeaf,
+    _model_dtype_device,
+    _vjp,
+)
 from .hooks import get_module
 
 __all__ = ["PatchAGOPMethod", "patch_agop", "unfold_patches", "conv_output_gram", "conv_output_grams"]
