@@ -30,7 +30,7 @@ def _emp_cov(x):
 
 # ---------------------------------------------------------------- covariance definition
 
-def test_distance_wrapped_and_open():
+def test_convention_periodic_distance_is_wrapped_open_is_not():
     d = distance_matrix(6, "periodic")
     assert d[0].tolist() == [0, 1, 2, 3, 2, 1]
     assert distance_matrix(6, "open")[0].tolist() == [0, 1, 2, 3, 4, 5]
