@@ -115,31 +115,32 @@ def _gaussian_axis(P: torch.Tensor, fP: torch.Tensor, size: int, R: int, sigma: 
 
 
 def _gaussian_truncated(x, X, Y, R: int, sigma: float, max_elements: int = 1 << 23):
-    """Sum of the (2R)^2 taps per output pixel, one gather per chunk of images.
+    """Sum of the (2R)^2 taps per output pixel: out = wy^T . block . wx.
 
-    The image is zero-padded by R so that the taps of every output pixel form a contiguous
-    2R x 2R block (out-of-image taps carry weight 0). ``max_elements`` bounds the
-    (b, C, HW, (2R)^2) tap tensor; it is a memory knob only.
+    The image is zero-padded by R, so the taps of an output pixel form a contiguous 2R x 2R
+    block (out-of-image taps carry weight 0). Each block is fetched as 2R rows of 2R
+    contiguous values from the row-unfolded image (one index per row, not per tap).
+    ``max_elements`` bounds the (b, C, HW, 2R, 2R) tap tensor; it is a memory knob only.
     """
     B, C, H, W = x.shape
-    Hp, Wp, K = H + 2 * R, W + 2 * R, (2 * R) ** 2
+    K = 2 * R
+    Hp = H + 2 * R
     fx, fy = X.floor(), Y.floor()  # (B', H, W)
     wx = _gaussian_axis(X, fx, W, R, sigma)  # (B', H, W, 2R)
     wy = _gaussian_axis(Y, fy, H, R, sigma)
-    w = (wy[..., :, None] * wx[..., None, :]).reshape(-1, H * W, K)  # (B', HW, K)
-    ar = torch.arange(2 * R, device=x.device)
-    toffs = (ar[:, None] * Wp + ar[None, :]).reshape(K)  # (K,) offsets inside the block
-    base = (fy.long() + 1) * Wp + (fx.long() + 1)  # padded index of the block's first tap
-    idx = base.reshape(-1, H * W, 1) + toffs  # (B', HW, K)
-    if idx.shape[0] == 1 and B > 1:
-        idx, w = idx.expand(B, H * W, K), w.expand(B, H * W, K)
-    xp = F.pad(x, (R, R, R, R)).reshape(B, C, Hp * Wp)
+    w = (wy[..., :, None] * wx[..., None, :]).reshape(-1, 1, H * W, K, K)  # (B', 1, HW, a, b)
+    # padded row fy + 1 + a, columns fx + 1 .. fx + 2R  ->  unfolded row start (W + 1 per row)
+    base = ((fy.long() + 1) * (W + 1) + fx.long() + 1).reshape(-1, H * W, 1)  # (B', HW, 1)
+    rows = (base + torch.arange(K, device=x.device) * (W + 1)).reshape(-1, 1, H * W * K, 1)
+    if rows.shape[0] == 1 and B > 1:
+        rows, w = rows.expand(B, 1, H * W * K, 1), w.expand(B, 1, H * W, K, K)
+    xu = F.pad(x, (R, R, R, R)).unfold(3, K, 1).reshape(B, C, Hp * (W + 1), K)  # (B, C, rows, 2R)
     out = torch.empty(B, C, H * W, dtype=x.dtype, device=x.device)
-    step = max(1, max_elements // (C * K * H * W))
+    step = max(1, max_elements // (C * K * K * H * W))
     for s in range(0, B, step):
-        b = xp[s:s + step].shape[0]
-        taps = xp[s:s + step].gather(2, idx[s:s + step].reshape(b, 1, H * W * K).expand(b, C, H * W * K))
-        out[s:s + step] = (taps.reshape(b, C, H * W, K) * w[s:s + step, None]).sum(-1)  # (b, C, HW)
+        b = xu[s:s + step].shape[0]
+        taps = xu[s:s + step].gather(2, rows[s:s + step].expand(b, C, H * W * K, K))
+        out[s:s + step] = (taps.reshape(b, C, H * W, K, K) * w[s:s + step]).sum((-1, -2))  # (b, C, HW)
     return out.reshape(B, C, H, W)
 
 
