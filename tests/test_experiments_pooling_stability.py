@@ -41,15 +41,16 @@ STABILITY_KEYS = {"a", "b", "rho", "R_layers_init", "R_layers_trained", "R_layer
 
 @pytest.mark.slow
 def test_pooling_tiny_end_to_end(tmp_path, one_thread):
-    # shrunk from the tiny preset (width 48, 30 epochs) to keep CI fast
-    path, s = _run(tmp_path, "pooling", ["model.width=16", "train.epochs=3", "data.P=64",
-                                         "data.P_test=64", "probe.n_probe=64"])
+    # shrunk from the tiny preset (L 64, depth 6, width 48, 30 epochs) to keep CI fast
+    path, s = _run(tmp_path, "pooling", ["model.width=12", "train.epochs=2", "data.L=32", "data.xi=8",
+                                         "model.depth=5", "data.P=48", "data.P_test=64",
+                                         "probe.n_probe=48"])
     assert POOLING_KEYS <= set(s)
     for k in POOLING_KEYS:
         assert np.isfinite(s[k]), k
     arr = np.load(path / "arrays.npz")
     # with stride F = 2 the receptive field doubles per block; without, it grows slower
-    assert np.allclose(arr["stride_A"], 2.0 ** np.arange(1, 7))
+    assert np.allclose(arr["stride_A"], 2.0 ** np.arange(1, 6))
     assert np.all(np.diff(arr["nostride_A"]) > 0) and arr["nostride_A"][-1] < 8
     assert {"sensitivities.png", "training.png"} <= {p.name for p in (path / "figures").iterdir()}
     exp = get("pooling")

@@ -60,7 +60,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = F(0.01, "SGD learning rate per channel LR; the step size is LR·H (NTK scaling)",
+    lr: float = F(0.01, "SGD learning rate per channel LR; the step size is LR·H/α̃ (NTK scaling; "
+                  "1/α̃ is the reference's loss prefactor)",
                   gt=0, tag="[code]")
     batch_size: int = F(8, "mini-batch size", ge=1, tag="[code]")
     epochs: int = F(300, "maximum epochs (reference: up to 6e5, stopping at zero training loss)",
@@ -136,7 +137,9 @@ def _train(model, data, cfg: PoolingConfig, ctx, name: str):
         ctx.check_finite(hist.train_loss[-1], f"{name} training loss")
         return t.ridge == 0 and hist.train_loss[-1] == 0.0  # zero training loss reached
 
-    return fit_classifier(model, data, loss="hinge", optimizer="sgd", lr=t.lr * H, momentum=0.0,
+    # reference loss (1/α̃)·relu(1 − y·o): the 1/α̃ prefactor is folded into the step size
+    return fit_classifier(model, data, loss="hinge", optimizer="sgd", lr=t.lr * H / cfg.model.alpha,
+                          momentum=0.0,
                           weight_decay=wd, wd_on="ndim>1", epochs=t.epochs,
                           batch_size=t.batch_size, schedule="none", hinge_alpha=1.0,
                           checkpoints=(), generator=ctx.generator(f"train-{name}"),
@@ -207,10 +210,11 @@ def run(cfg: PoolingConfig, ctx) -> dict:
             bar.update(1)
 
     # constant-filter theory at the same F and depth (A_k ranges of the nets above)
-    N = d.L if d.L % m.F ** m.depth == 0 else m.F ** m.depth
+    # N = 8·F^depth keeps A_k <= N/8: the probes never all share one output (deno -> 0)
+    N = 8 * m.F ** m.depth
     theo = {"stride": constant_filters(m.F, m.F, m.depth, N, generator=ctx.generator("theory"),
                                        n_probe=min(N, 256)),
-            "nostride": constant_filters(max(m.F, 2), 1, m.depth, max(N, 64), n_probe=8, n_noise=16,
+            "nostride": constant_filters(max(m.F, 2), 1, m.depth, N, n_probe=8, n_noise=16,
                                          generator=ctx.generator("theory"))}
     for name in VARIANTS:
         summary[f"alpha_{name}_theory"] = -PREDICTED_EXPONENTS[name]["D"]
@@ -239,6 +243,8 @@ def _receptive_fields(F_: int, strides: list[int], L: int) -> np.ndarray:
 
 def plot_sensitivities(curves: dict, theo: dict):
     """3 columns (D, G, R) × 2 rows (stride, nostride): Q_k against A_k, log-log."""
+    from matplotlib.ticker import NullFormatter
+
     from ..plotting import PALETTE, figure
 
     fig, ax = figure(2, 3)
@@ -255,6 +261,7 @@ def plot_sensitivities(curves: dict, theo: dict):
             if len(tq) and tq[0] > 0:
                 a.loglog(tA, tq * c["trained"][q][0] / tq[0], ":", color=PALETTE["theory"],
                          label="constant filters")
+            a.xaxis.set_minor_formatter(NullFormatter())
             a.set_xlabel("receptive field A_k (pixels)")
             a.set_ylabel(f"{q}_k (relative, mean protocol)")
             a.set_title(f"{name}: {q}_k")
