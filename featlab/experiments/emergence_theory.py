@@ -1,0 +1,295 @@
+"""``emergence-theory``: the two analytical pictures of localisation, checked against simulation.
+
+(a) Lufkin, Saxe & Grant's effective single-neuron dynamics (spec emergence §6.2). One ReLU
+    neuron y_hat = ReLU(w.x), y in {0, 1} (1 = long xi), loss (y_hat - y)^2, trained by
+    mini-batch SGD on fresh NLGP (and clone) samples. With learning rate eta the expected
+    SGD step is w += (eta/2) [phi(a) - (Sigma0 + Sigma1) w] [derived: E_c ReLU(w.x) x =
+    Sigma_c w / 2 and the conditional-Gaussian approximation], i.e. the Euler step of the ODE
+    with tau = eta, so ODE and simulation share the step axis. Integrated with the quadrature
+    amplifier of the NLGP marginal, its third-order Taylor form, and the Gaussian amplifier
+    (= the clone), from the simulation's initial weights.
+(b) Ingrosso & Goldt's cumulant picture (spec §6.1): the 4th cumulant of class 1 (long xi)
+    in translation-invariant form K(a, b, c) (1D periodic, D^3 storage), estimated from
+    samples for NLGP and clone and, for the NLGP, by quadrature; its most negative
+    Z-eigenvectors by SS-HOPM; their IPR and overlap with the learned receptive field after
+    circular alignment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import ExperimentConfig, F
+from .registry import Claim, Experiment, register
+
+__all__ = ["EmergenceTheoryConfig", "tiny", "paper", "run", "EXPERIMENT"]
+
+
+@dataclass(frozen=True)
+class EmergenceTheoryConfig(ExperimentConfig):
+    """Single ReLU neuron on 1D periodic NLGP vs clone; LSG ODE; 4th-cumulant Z-eigenvectors."""
+
+    L: int = F(40, "sites (1D ring), D = L; the cumulant tensor is stored as D^3", ge=4, le=64, tag="[code]")
+    xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1) latent correlation lengths in sites, class 0 short, "
+                              "class 1 long (LSG single-neuron runs)", gt=0, tag="[code]")
+    gain: float = F(3.0, "NLGP gain in gain_convention [design: LSG's single-neuron gain is not recorded]",
+                    gt=0, tag="[design]")
+    gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z",
+                             choices=("original", "followup"), tag="[code]")
+    lr: float = F(0.05, "SGD learning rate eta = the ODE's tau", gt=0, tag="[code]")
+    steps: int = F(2000, "SGD steps = Euler steps", ge=1, tag="[code]", cost="steps x batch samples")
+    batch: int = F(10000, "fresh samples per SGD step", ge=1, tag="[code]")
+    init_scale: float = F(1e-3, "w ~ Xavier-normal x sqrt(init_scale)", gt=0, tag="[code]")
+    n_snapshots: int = F(40, "log-spaced snapshots (step 0 and the last step included)", ge=2)
+    taylor_prefactor: str = F("exact", "Taylor amplifier: exact sqrt(2/pi) a - ... or the reference "
+                              "(LSG figures/fig3a.py drops sqrt(2/pi) on the cubic term)",
+                              choices=("exact", "reference"), quirk="reference", tag="[code]")
+    n_cumulant: int = F(100_000, "samples per cumulant-tensor estimate", ge=100, cost="n * D^3 / 2 complex products")
+    quad_nodes: int = F(12, "Gauss-Hermite nodes per latent dimension for the NLGP quadrature tensor", ge=4,
+                        cost="~D^3/24 classes x nodes^4 points")
+    n_starts: int = F(16, "SS-HOPM random starts", ge=1)
+    hopm_iter: int = F(300, "SS-HOPM iterations at most", ge=1)
+
+
+def paper() -> EmergenceTheoryConfig:
+    """LSG single-neuron settings: D = 40, lr 0.05, 2000 steps, batch 10 000, init 1e-3, xi = (1, 3)."""
+    return EmergenceTheoryConfig()
+
+
+def tiny() -> EmergenceTheoryConfig:
+    """D = 24, 600 steps of batch 1000; small cumulant estimates: ~20 s on 2 cores."""
+    return dataclasses.replace(EmergenceTheoryConfig(), L=24, steps=600, batch=1000, lr=0.2, n_cumulant=20_000,
+                               quad_nodes=8, n_starts=8, hopm_iter=150, n_snapshots=20)
+
+
+def _ipr(w: np.ndarray) -> np.ndarray:
+    w2 = w * w
+    return (w2 * w2).sum(-1) / (w2.sum(-1) ** 2)
+
+
+def _aligned_overlap(u: np.ndarray, v: np.ndarray) -> float:
+    """max over circular shifts (and sign) of |<u, roll(v, s)>| / (|u| |v|)."""
+    u = u / np.linalg.norm(u)
+    v = v / np.linalg.norm(v)
+    cc = np.fft.irfft(np.conj(np.fft.rfft(u)) * np.fft.rfft(v), n=len(u))
+    return float(np.abs(cc).max())
+
+
+def _align(w: np.ndarray) -> np.ndarray:
+    """Roll so the w^2 circular centre sits at L/2, sign so the peak is positive."""
+    L = len(w)
+    m = np.sum(w ** 2 * np.exp(2j * np.pi * np.arange(L) / L))
+    c = (np.angle(m) * L / (2 * np.pi)) % L
+    out = np.roll(w, L // 2 - int(round(c)))
+    return out * np.sign(out[np.argmax(np.abs(out))])
+
+
+def _simulate(task, w0: torch.Tensor, cfg: EmergenceTheoryConfig, gen: torch.Generator, keep: list[int], ctx, desc):
+    """Mini-batch SGD of one ReLU neuron on fresh samples; snapshots at the steps in ``keep``."""
+    w = w0.clone().to(torch.float64)
+    snaps, nxt = [w.clone()], 1
+    with ctx.progress(cfg.steps, desc=desc, unit="step") as bar:
+        for step in range(1, cfg.steps + 1):
+            x, c = task.sample(cfg.batch, gen, dtype=torch.float64)  # (B, D), (B,)
+            h = x @ w  # (B,)
+            err = torch.relu(h) - c.to(torch.float64)
+            grad = 2 * ((err * (h > 0)) @ x) / cfg.batch  # d/dw mean (relu(w.x) - y)^2
+            w = w - cfg.lr * grad
+            if nxt < len(keep) and step == keep[nxt]:
+                snaps.append(w.clone())
+                nxt += 1
+            bar.update(1)
+    ctx.check_finite(w.sum(), "weights")
+    return torch.stack(snaps).cpu().numpy()  # (T, D)
+
+
+def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
+    from ..data import GaussianClone, Mixture, NLGP
+    from ..theory import amplifier, cumulant4, effective_dynamics, marginal_kurtosis, nlgp_cumulant4, z_eigenvectors
+    from ..theory._effective_dynamics import _snapshot_steps
+
+    dev = ctx.device
+    L = D = cfg.L
+    kw = dict(L=L, gain=cfg.gain, dim=1, gain_convention=cfg.gain_convention, boundary="periodic")
+    nlgp = [NLGP(xi=cfg.xi[c], **kw) for c in (0, 1)]
+    clone = [GaussianClone(xi=cfg.xi[c], **kw) for c in (0, 1)]
+    tasks = {"nlgp": Mixture(*nlgp), "clone": Mixture(*clone)}
+    S0, S1 = nlgp[0].covariance(), nlgp[1].covariance()  # = the clone's, exactly
+    base = 3.0 / (D + 2)
+    kappa = marginal_kurtosis("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
+
+    # (a) ODE vs simulation, same initial weights
+    g_init = ctx.generator("init")
+    w0 = torch.randn(D, generator=g_init, dtype=torch.float64, device=g_init.device).cpu() \
+        * math.sqrt(2.0 / (D + 1)) * math.sqrt(cfg.init_scale)
+    keep = _snapshot_steps(cfg.steps, cfg.n_snapshots, "log")
+    amps = {"nlgp": amplifier("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention),
+            "taylor": amplifier("taylor", kappa=kappa, taylor_prefactor=cfg.taylor_prefactor),
+            "gaussian": amplifier("gaussian")}
+    ode = {}
+    for name, f in amps.items():
+        tr = effective_dynamics(S0, S1, f, tau=cfg.lr, n_steps=cfg.steps, w0=w0, n_snapshots=cfg.n_snapshots)
+        assert tr.steps.tolist() == keep
+        ode[name] = tr.w[:, 0].numpy()  # (T, D)
+    sim = {}
+    for name, task in tasks.items():
+        gen = ctx.generator("data")  # same stream for NLGP and clone
+        sim[name] = _simulate(task, w0.to(gen.device), cfg, gen, keep, ctx, f"SGD single neuron ({name})")
+    steps = np.array(keep)
+
+    summary: dict = {"D": D, "ipr_baseline": base, "kappa_nlgp": kappa, "steps": cfg.steps}
+    for name, W in ode.items():
+        summary[f"ipr_ode_{name}"] = float(_ipr(W[-1]))
+    for name, W in sim.items():
+        summary[f"ipr_sim_{name}"] = float(_ipr(W[-1]))
+    summary["overlap_ode_sim_nlgp"] = _aligned_overlap(ode["nlgp"][-1], sim["nlgp"][-1])
+    summary["overlap_ode_sim_same_position"] = float(abs(np.dot(ode["nlgp"][-1], sim["nlgp"][-1]))
+                                                     / np.linalg.norm(ode["nlgp"][-1]) / np.linalg.norm(sim["nlgp"][-1]))
+
+    # (b) cumulant tensors of class 1 and their Z-eigenvectors
+    g_cum = ctx.generator("cumulant")
+    tensors = {}
+    for name, model in (("nlgp_samples", nlgp[1]), ("clone_samples", clone[1])):
+        X = model.sample(cfg.n_cumulant, g_cum, dtype=torch.float64).cpu()
+        tensors[name] = cumulant4(X, "translation_invariant", Sigma=model.covariance())
+    C1 = nlgp[1].latent.covariance()
+    tensors["nlgp_quadrature"] = nlgp_cumulant4(C1, cfg.gain, cfg.gain_convention, n_nodes=cfg.quad_nodes)
+    summary["cumulant_rel_err_samples_vs_quadrature"] = float(
+        (tensors["nlgp_samples"] - tensors["nlgp_quadrature"]).norm() / tensors["nlgp_quadrature"].norm())
+    eig = {}
+    for name, T in tensors.items():
+        r = z_eigenvectors(T, 4, sign=-1, n_starts=cfg.n_starts, max_iter=cfg.hopm_iter, tol=1e-7, dedupe_tol=1e-2,
+                           dedupe_translation=True, generator=ctx.generator(f"hopm/{name}"))
+        eig[name] = r
+        v = r.vectors[0].numpy()
+        summary[f"zeig_ipr_{name}"] = float(_ipr(v))
+        summary[f"zeig_value_{name}"] = float(r.values[0])
+        summary[f"zeig_overlap_rf_{name}"] = _aligned_overlap(v, sim["nlgp"][-1])
+
+    ctx.save_arrays(steps=steps, w0=w0.numpy(), **{f"ode_{k}": v for k, v in ode.items()},
+                    **{f"sim_{k}": v for k, v in sim.items()},
+                    **{f"K_{k}": v.numpy() for k, v in tensors.items()},
+                    **{f"zeig_{k}": r.vectors.numpy() for k, r in eig.items()},
+                    **{f"zeig_values_{k}": r.values.numpy() for k, r in eig.items()})
+    desc = (f"1D ring D={D}, xi={cfg.xi}, NLGP g={cfg.gain} ({cfg.gain_convention} convention), kappa={kappa:.3f}; "
+            f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch}; taylor_prefactor={cfg.taylor_prefactor}.")
+    ctx.save_figure(plot_profiles(steps, ode["nlgp"], sim["nlgp"], sim["clone"]), "profiles_ode_vs_sgd",
+                    "Receptive-field profile w_i against site i at log-spaced steps (light to dark): LSG ODE with "
+                    "the NLGP amplifier (left), SGD on NLGP (middle) and on its clone (right), same w0. " + desc)
+    ctx.save_figure(plot_ipr(steps, {f"ODE {k}": v for k, v in ode.items()} | {f"SGD {k}": v for k, v in sim.items()},
+                             base), "ipr_ode_vs_sgd", "IPR against step for the ODE (three amplifiers) and SGD "
+                    f"(NLGP, clone); dashed: 3/(D+2) = {base:.4f}. " + desc)
+    ctx.save_figure(plot_eigenvectors({k: r.vectors[0].numpy() for k, r in eig.items()}, sim["nlgp"][-1]),
+                    "zeigenvectors", "Most negative Z-eigenvector of the class-1 4th cumulant (SS-HOPM), aligned at "
+                    "its circular centre, next to the learned SGD receptive field (NLGP). " + desc)
+    ctx.save_figure(plot_phi(amps), "phi", "Amplifier phi(a) for the Gaussian (clone), the NLGP marginal and its "
+                    "third-order Taylor form. " + desc)
+    return summary
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_profiles(steps, ode, sim, clone):
+    from ..plotting import figure
+
+    fig, ax = figure(1, 3, sharey=False)
+    cols = np.linspace(0.15, 1.0, len(steps))
+    for a, W, title in zip(ax[0], (ode, sim, clone), ("ODE (NLGP phi)", "SGD on NLGP", "SGD on clone")):
+        for j, c in enumerate(cols):
+            w = W[j] / (np.abs(W[j]).max() or 1.0)
+            a.plot(np.arange(W.shape[1]), w, color=(c * 0.75, 0.1, 1 - c * 0.75), lw=0.7)
+        a.set_title(title)
+        a.set_xlabel("site i")
+    ax[0, 0].set_ylabel("w_i / max|w| (light: early, dark: late)")
+    return fig
+
+
+def plot_ipr(steps, curves: dict, baseline: float):
+    from ..plotting import figure
+
+    fig, ax = figure(1, 1, width=4.0)
+    a = ax[0, 0]
+    pos = steps > 0
+    for name, W in curves.items():
+        a.plot(steps[pos], _ipr(W)[pos], label=name, ls="-" if name.startswith("ODE") else "--")
+    a.axhline(baseline, color="0.5", ls=":", lw=0.8, label="3/(D+2)")
+    a.set_xscale("log")
+    a.set_xlabel("step (= ODE time / tau)")
+    a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
+    a.legend(fontsize=6)
+    return fig
+
+
+def plot_eigenvectors(vecs: dict, rf: np.ndarray):
+    from ..plotting import figure
+
+    fig, ax = figure(1, 1, width=4.0)
+    a = ax[0, 0]
+    x = np.arange(len(rf))
+    for name, v in vecs.items():
+        a.plot(x, _align(v), label=f"Z-eig {name} (IPR {_ipr(v):.3f})")
+    r = _align(rf)
+    a.plot(x, r / np.linalg.norm(r), "k--", label=f"SGD RF, NLGP (IPR {_ipr(rf):.3f})")
+    a.set_xlabel("site (aligned: centre at L/2)")
+    a.set_ylabel("unit-norm vector")
+    a.legend(fontsize=6)
+    return fig
+
+
+def plot_phi(amps: dict):
+    from ..plotting import figure
+
+    fig, ax = figure(1, 1)
+    a = ax[0, 0]
+    grid = torch.linspace(0, 1, 201, dtype=torch.float64)
+    for name, f in amps.items():
+        a.plot(grid.numpy(), f(grid).numpy(), label=name)
+    a.set_xlabel("a (correlation with w.x, class 1)")
+    a.set_ylabel("phi(a)")
+    a.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claims
+def _check_ode_localises(s):
+    a, g, base = s.get("ipr_ode_nlgp"), s.get("ipr_ode_gaussian"), s.get("ipr_baseline")
+    if a is None:
+        return "n/a", None
+    return f"ODE IPR nlgp={a:.3f}, gaussian={g:.3f}, baseline={base:.3f}", bool(a > 1.5 * base and a > 3 * g)
+
+
+def _check_ode_matches_sim(s):
+    o, sm, ov = s.get("ipr_ode_nlgp"), s.get("ipr_sim_nlgp"), s.get("overlap_ode_sim_nlgp")
+    if o is None or sm is None:
+        return "n/a", None
+    return f"final IPR ODE {o:.3f} vs SGD {sm:.3f}; aligned overlap {ov:.3f}", bool(ov > 0.8 and abs(o - sm) < 0.5 * o)
+
+
+def _check_tensor(s):
+    a, c, base = s.get("zeig_ipr_nlgp_quadrature"), s.get("zeig_ipr_clone_samples"), s.get("ipr_baseline")
+    if a is None:
+        return "n/a", None
+    return (f"Z-eigenvector IPR NLGP {a:.3f}, clone {c:.3f}; overlap with RF "
+            f"{s.get('zeig_overlap_rf_nlgp_quadrature', float('nan')):.3f}", bool(a > 2 * base and a > c))
+
+
+EXPERIMENT = register(Experiment(
+    name="emergence-theory",
+    summary="LSG effective ODE vs a simulated ReLU neuron; 4th-cumulant Z-eigenvectors vs learned RFs",
+    config=EmergenceTheoryConfig,
+    presets={"tiny": tiny, "paper": paper},
+    run=run,
+    claims=(
+        Claim("The effective dynamics localise with a sub-Gaussian (NLGP) amplifier and end at a Fourier mode "
+              "with the Gaussian one", "Lufkin, Saxe & Grant 2024, Fig. 3",
+              "ODE IPR (NLGP phi) > 1.5 x 3/(D+2) and > 3 x ODE IPR (Gaussian phi, ends at 1/D or 3/(2D))", _check_ode_localises),
+        Claim("The analytical model matches simulations", "Ingrosso & Goldt 2022 (analytical model vs simulation); "
+              "LSG Fig. 3", "aligned overlap ODE/SGD final w > 0.8 and IPRs within 50%", _check_ode_matches_sim),
+        Claim("Receptive-field formation is linked to tensor decomposition of higher-order input correlations",
+              "Ingrosso & Goldt 2022, abstract", "NLGP Z-eigenvector IPR > 2 x baseline and > the clone's",
+              _check_tensor),
+    ),
+))
