@@ -17,7 +17,7 @@ import torch
 
 from ..config import ConfigError, F
 from ..models.committee import pm1_bias
-from ..probes._ipr import ipr, ipr_baseline
+from ..probes._ipr import ipr
 from ..train.online import OnlineResult, train_committee
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model", "Trained",
