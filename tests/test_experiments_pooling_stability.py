@@ -109,3 +109,21 @@ def test_convention_scale_detection_generators_draw_on_their_device():
     a = local_diffeo_1d(x, 8, torch.Generator().manual_seed(5))
     b = local_diffeo_1d(x, 8, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_sensitivity_figure_plots_the_measured_curves_and_rescaled_theory():
+    from featlab.experiments.pooling import plot_sensitivities
+    from featlab.theory.cnn_constant_filters import constant_filters
+
+    A = 2.0 ** np.arange(1, 5)
+    mk = {q: 1 / A for q in "DGR"}
+    curves = {v: dict(A=A, init=mk, trained={q: 3 / A ** 2 for q in "DGR"}) for v in ("stride", "nostride")}
+    th = {"stride": constant_filters(2, 2, 4, 128, n_probe=32), "nostride": constant_filters(2, 1, 4, 128, n_probe=4)}
+    fig = plot_sensitivities(curves, th)
+    ax = fig.axes[0]  # stride, D_k
+    init, trained, theory = ax.get_lines()[:3]
+    assert np.allclose(trained.get_xdata(), A) and np.allclose(trained.get_ydata(), 3 / A ** 2)
+    assert theory.get_ydata()[0] == pytest.approx(trained.get_ydata()[0])  # rescaled to block 0
+    # theory slope with stride is D ∝ A^-1 between the first blocks
+    y = theory.get_ydata()
+    assert np.log(y[2] / y[1]) / np.log(2) == pytest.approx(-1, abs=0.2)

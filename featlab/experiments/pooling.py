@@ -261,7 +261,8 @@ def plot_sensitivities(curves: dict, theo: dict):
             if len(tq) and tq[0] > 0:
                 a.loglog(tA, tq * c["trained"][q][0] / tq[0], ":", color=PALETTE["theory"],
                          label="constant filters")
-            a.xaxis.set_minor_formatter(NullFormatter())
+            if A.max() / A.min() > 10:  # else only minor ticks exist: keep their labels
+                a.xaxis.set_minor_formatter(NullFormatter())
             a.set_xlabel("receptive field A_k (pixels)")
             a.set_ylabel(f"{q}_k (relative, mean protocol)")
             a.set_title(f"{name}: {q}_k")
