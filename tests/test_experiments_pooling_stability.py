@@ -127,3 +127,14 @@ def test_sensitivity_figure_plots_the_measured_curves_and_rescaled_theory():
     # theory slope with stride is D ∝ A^-1 between the first blocks
     y = theory.get_ydata()
     assert np.log(y[2] / y[1]) / np.log(2) == pytest.approx(-1, abs=0.2)
+
+
+@pytest.mark.slow
+def test_pooling_2d_end_to_end(tmp_path, one_thread):
+    path, s = _run(tmp_path, "pooling", ["data.dim=2", "data.L=8", "data.xi=3", "data.gap=1", "data.P=48",
+                                         "data.P_test=48", "model.depth=3", "model.width=8",
+                                         "train.epochs=2", "probe.n_probe=32"])
+    assert POOLING_KEYS <= set(s)
+    arr = np.load(path / "arrays.npz")
+    assert np.allclose(arr["stride_A"], [2, 4, 8])  # linear receptive-field size per block
+    assert arr["stride_trained_D"].shape == (3,) and np.all(np.isfinite(arr["stride_trained_D"]))

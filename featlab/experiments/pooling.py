@@ -32,7 +32,10 @@ VARIANTS = ("stride", "nostride")
 
 @dataclass(frozen=True)
 class DataConfig:
-    L: int = F(128, "input length, pixels", ge=4, tag="[code]")
+    dim: int = F(1, "1: the 1D task (§6.2) with the ±1 local diffeo; 2: two points on an L×L grid "
+                 "(§6.1, L2 distance, task/P_val unused) with the 8-neighbour local translation",
+                 choices=(1, 2))
+    L: int = F(128, "input length (1D) or side (2D), pixels", ge=4, tag="[code]")
     xi: int = F(32, "scale ξ in pixels: block size (task 2) or distance threshold (task 1)", ge=1,
                 tag="[code]")
     gap: int = F(0, "task 1 only: labels need d < ξ − gap (+1) or d >= ξ + gap (−1), pixels", ge=0,
@@ -98,6 +101,21 @@ def tiny() -> PoolingConfig:
         probe=dataclasses.replace(c.probe, n_probe=128))
 
 
+def tiny2d() -> PoolingConfig:
+    c = tiny()
+    return dataclasses.replace(
+        c, data=dataclasses.replace(c.data, dim=2, L=16, xi=6, gap=2, P=256, P_test=256),
+        model=dataclasses.replace(c.model, depth=4, width=24))
+
+
+def paper2d() -> PoolingConfig:
+    """[I23] Fig. 8-9 sizes (28×28, ξ = 14, gap 2, ptr 1024) with the SimpleCNN (not the zoo)."""
+    c = PoolingConfig()
+    return dataclasses.replace(
+        c, data=dataclasses.replace(c.data, dim=2, L=28, xi=14, gap=2, P=1024, P_test=2048),
+        model=dataclasses.replace(c.model, depth=5, width=256), train=dataclasses.replace(c.train, epochs=300))
+
+
 def paper() -> PoolingConfig:
     c = PoolingConfig()
     return dataclasses.replace(c, train=dataclasses.replace(c.train, epochs=3000))
@@ -112,11 +130,15 @@ def _fit(A, Q):
 
 def _measure(model, X, cfg: PoolingConfig, ctx, stream: str) -> dict[str, np.ndarray]:
     """D_k, G_k, R_k per block (and the output), same diffeos and noise for every call."""
-    from ..data.scale_detection import local_diffeo_1d
+    from ..data.scale_detection import local_diffeo_1d, local_translation
     from ..probes import stability
 
     xi = cfg.data.xi
-    res = stability(model, X, perturbations=lambda x, g: local_diffeo_1d(x, xi, g),
+    if cfg.data.dim == 1:
+        perturb = lambda x, g: local_diffeo_1d(x, xi, g)  # noqa: E731
+    else:
+        perturb = local_translation
+    res = stability(model, X, perturbations=perturb,
                     noise=cfg.probe.noise, layers=model.block_names,
                     channel_mean=cfg.probe.channel_mean, eps=1e-30,
                     generator=ctx.generator(stream))
@@ -156,34 +178,47 @@ class _Data01:
     y_test: torch.Tensor
 
 
+def _load(cfg: PoolingConfig, ctx):
+    """(train/test data with 0/1 labels, balanced probes from the test set)."""
+    from ..data.scale_detection import scale_detection_1d, twopoints_split
+
+    d = cfg.data
+    g = ctx.generator("data")
+    if d.dim == 1:
+        ds = scale_detection_1d(d.L, d.xi, d.gap, d.task, P=d.P, P_val=d.P_val, P_test=d.P_test,
+                                generator=g, device=ctx.device)
+        xtr, ytr, xte, yte = ds.x_train, ds.y_train, ds.x_test, ds.y_test  # test: [close, far]
+    else:
+        xtr, ytr, xte, yte = twopoints_split(d.P, d.P_test, d=d.L, xi=d.xi, gap=d.gap, generator=g,
+                                             device=ctx.device)  # test: [far, close]
+    n_half = len(xte) // 2
+    h = min(cfg.probe.n_probe, len(xte)) // 2
+    X = torch.cat([xte[:h], xte[n_half:n_half + h]])  # (n_probe, 1, L[, L]) balanced
+    return _Data01(xtr, (ytr + 1) // 2, xte, (yte + 1) // 2), X
+
+
 def run(cfg: PoolingConfig, ctx) -> dict:
-    from ..data.scale_detection import scale_detection_1d
     from ..models.simple_cnn import SimpleCNN
-    from ..theory.cnn_constant_filters import PREDICTED_EXPONENTS, constant_filters, receptive_field_sizes
+    from ..theory.cnn_constant_filters import PREDICTED_EXPONENTS, constant_filters
 
     d, m = cfg.data, cfg.model
-    ds = scale_detection_1d(d.L, d.xi, d.gap, d.task, P=d.P, P_val=d.P_val, P_test=d.P_test,
-                            generator=ctx.generator("data"), device=ctx.device)
-    data = _Data01(ds.x_train, (ds.y_train + 1) // 2, ds.x_test, (ds.y_test + 1) // 2)
-    h = min(cfg.probe.n_probe, len(ds.x_test)) // 2
-    n_half = len(ds.x_test) // 2  # x_test = [close..., far...]
-    X = torch.cat([ds.x_test[:h], ds.x_test[n_half:n_half + h]])  # (n_probe, 1, L) balanced
-    ctx.log.info("data: %d train, %d test, %d probes (L=%d, xi=%d, task %d)",
-                 len(data.x_train), len(data.x_test), len(X), d.L, d.xi, d.task)
+    data, X = _load(cfg, ctx)
+    ctx.log.info("data (%dD): %d train, %d test, %d probes (L=%d, xi=%d)", d.dim,
+                 len(data.x_train), len(data.x_test), len(X), d.L, d.xi)
 
     summary: dict = {}
     curves: dict = {}
     with ctx.progress(len(VARIANTS), desc="pooling nets") as bar:
         for name in VARIANTS:
-            s = m.F if name == "stride" else 1
             layers = m.stride_layers if name == "stride" else "none"
             seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(f"init-{name}", "cpu")))
             with torch.random.fork_rng(devices=[]):  # init from the run's seed, global RNG untouched
                 torch.manual_seed(seed)
-                net = SimpleCNN(dim=1, F=m.F, stride_layers=layers, depth=m.depth, width=m.width,
+                net = SimpleCNN(dim=d.dim, F=m.F, stride_layers=layers, depth=m.depth, width=m.width,
                                 activation=m.activation, alpha=m.alpha, stride=m.F).to(ctx.device)
             strides = net.strides
-            # effective receptive field of block k (constant-filter profile, §7)
+            # effective receptive field of block k (constant-filter profile, §7; in 2D its
+            # linear size along one axis, so the 1D theory lines keep their meaning)
             A = _receptive_fields(m.F, strides, d.L)
             init = _measure(net, X, cfg, ctx, "probe")
             hist = _train(net, data, cfg, ctx, name)
@@ -307,7 +342,7 @@ EXPERIMENT = register(Experiment(
     name=NAME,
     summary="1D scale-detection CNNs with/without stride: D_k, G_k, R_k vs receptive field (I23)",
     config=PoolingConfig,
-    presets={"tiny": tiny, "paper": paper},
+    presets={"tiny": tiny, "paper": paper, "tiny2d": tiny2d, "paper2d": paper2d},
     run=run,
     claims=(
         Claim("The scalings of D_k with the receptive field depend on the presence of strides: "
