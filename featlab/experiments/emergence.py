@@ -50,6 +50,11 @@ def paper() -> EmergenceConfig:
 
     ξ = (2, 10) px is the reference's 0.1, 0.5 with ``--extensivexis`` at L = 20; periodic
     boundaries and g = 3 are [inferred] (the reference's ``--pbc``/``--gain`` are unknown).
+
+    Calibration so far (seed 0, t = 3000, featlab): periodic g = 3 gives ipr_nlgp = 0.0117
+    (interior blobs for b = +1, checkerboards for b = −1) and ipr_clone = 0.0041; open
+    boundaries give ipr_nlgp = 0.027 with the blobs pinned to the corners and a clone that
+    also leaves the baseline (0.010). The cover figure's plateau ≈ 0.055 is not reached yet.
     """
     return EmergenceConfig()
 
