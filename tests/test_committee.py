@@ -71,7 +71,7 @@ def test_init_std_and_generator_device():
     assert torch.equal(m.w, TwoLayer(400, 50, generator=_gen(7), dtype=torch.float64).w)
 
 
-def test_simplenet_formula_and_xavier_scale():
+def test_convention_simplenet_has_no_sqrt_d_and_xavier_scale():
     D, K = 300, 40
     net = SimpleNet(D, K, activation="relu", bias=True, init_scale=0.5, generator=_gen(), dtype=torch.float64)
     assert abs(net.w.std().item() - math.sqrt(2 / (D + K) * 0.5)) < 0.002

@@ -180,3 +180,20 @@ def test_prefetch_thread_gives_the_same_numbers():
     r = train_committee(W, b, v, samplers, [torch.Generator() for _ in range(2)], test, T=3.0, lr=0.05,
                         backend="numpy", chunk_size=16, dtype=torch.float64, n_evals=5, prefetch=False)
     np.testing.assert_array_equal(a.snapshots["W"], r.snapshots["W"])
+
+
+def test_bad_arguments_name_the_argument():
+    from featlab.train.online import resolve_backend
+
+    W, b, v = _init(2)
+    smp = [_pool_sampler(1), _pool_sampler(2)]
+    test = [smp[0](8, None)] * 2
+    with pytest.raises(ValueError, match="^bs"):
+        train_committee(W, b, v, smp, [None, None], test, T=1.0, bs=0)
+    with pytest.raises(ValueError, match="samplers"):
+        train_committee(W, b, v, smp[:1], [None], test[:1], T=1.0)
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("jax", "cpu")
+    with pytest.raises(ValueError, match="n_evals"):
+        eval_schedule(10.0, 4, n_evals=0)
+    assert resolve_backend("auto", "cpu").value == "numpy"
