@@ -73,17 +73,6 @@ def test_convention_channel0_is_dx_with_x_frequency_i_matches_reference_formula(
             assert torch.allclose(d[b, comp], ref, atol=1e-13, rtol=0)
 
 
-def test_convention_single_x_mode_varies_along_W():
-    # With only coefficient (i=2, j=1) the dx field is sin(2 pi x~) sin(pi y~): zero at the
-    # middle column for odd n, not at the middle row.
-    n = 9
-    S = sin_basis(n, 2)
-    A = torch.zeros(2, 2, dtype=torch.float64)
-    A[1, 0] = 1.0
-    U = S @ A.T @ S.T
-    assert U[:, 4].abs().max() < 1e-12 and U[4, :].abs().max() > 0.5
-
-
 def test_per_image_fields_differ_and_seed_reproduces():
     d1 = sample_displacement(4, 10, 0.01, 3, _g(7))
     d2 = sample_displacement(4, 10, 0.01, 3, _g(7))
