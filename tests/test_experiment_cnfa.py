@@ -30,7 +30,10 @@ def test_cnfa_tiny_through_cli(tmp_path):
     assert abs(s["cnfa_trained_mean"] - np.mean(list(s["cnfa_trained"].values()))) < 1e-12
     assert s["metric"] == "pearson" and s["n_images"] == 32 and s["sketched"] is False
     figs = {p.name for p in (rd / "figures").glob("*.png")}
-    assert figs == {"cnfa_bars.png", "cnfa_vs_epoch.png", "cnfm_agop_heatmaps.png", "eigvecs_first_layer.png"}
+    assert figs == {"cnfa_bars.png", "cnfa_vs_epoch.png", "cnfm_agop_heatmaps.png", "eigvecs_first_layer.png",
+                    "cnfa_vs_n_images.png"}
+    assert list(s["cnfa_trained_vs_n_images"]) == ["16", "32"]
+    assert abs(s["cnfa_trained_vs_n_images"]["32"] - s["cnfa_trained_mean"]) < 1e-12
     rows = [json.loads(ln) for ln in (rd / "metrics.jsonl").read_text().splitlines()]
     probe_epochs = sorted({r["epoch"] for r in rows if "rho_trained" in r})
     assert probe_epochs == [0, 1, 2]

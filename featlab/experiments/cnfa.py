@@ -63,6 +63,8 @@ class ProbeConfig:
     n_sketch: int = F(16, "Gaussian probes when outputs='sketch'", ge=1)
     batch_size: int = F(256, "images per probe forward pass (memory only)", ge=1)
     n_eigvecs: int = F(6, "top eigenvectors of the first layer shown as filters", ge=1)
+    vs_n_images: bool = F(True, "also measure the trained ρ on nested subsets of 16, 64, 256, ... probe images "
+                                "(costs about one more probe in total)")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,21 @@ def plot_eigvecs(mats: dict[str, np.ndarray], shape: tuple[int, int, int], k: in
     return fig
 
 
+def plot_vs_n(curve: dict[str, list[tuple[int, float]]], metric: str):
+    """Trained ρ(CNFM, G^α) per layer against the number of probe images (log scale)."""
+    from ..plotting import figure
+
+    fig, ax = figure()
+    for layer, pts in curve.items():
+        n, r = zip(*pts)
+        ax[0, 0].plot(n, r, marker="o", label=layer)
+    ax[0, 0].set_xscale("log")
+    ax[0, 0].set_xlabel("probe images n (nested subsets)")
+    ax[0, 0].set_ylabel(f"trained ρ(CNFM, G) ({metric})")
+    ax[0, 0].legend(fontsize=6)
+    return fig
+
+
 def run(cfg: CNFAConfig, ctx) -> dict:
     from ..probes import cnfa
     from ..train.classifier import fit_classifier
@@ -225,6 +242,16 @@ def run(cfg: CNFAConfig, ctx) -> dict:
         history.setdefault(r.layer, []).append((t.epochs, r.rho_trained))
         ctx.log_metrics(epoch=t.epochs, test_acc=hist.test_acc[-1], **r.to_dict())
     rd = [r.to_dict() for r in rows]
+    vs_n: dict[str, list[tuple[int, float]]] = {}
+    if p.vs_n_images:
+        sizes = [m for m in (16, 64, 256, 1024, 4096) if m < Xp.shape[0]] + [Xp.shape[0]]
+        for m in sizes:
+            sub_rows = rows if m == Xp.shape[0] else cnfa(model, Xp[:m], metric=p.metric, alpha=p.alpha,
+                                                           outputs=p.outputs, n_sketch=kw["n_sketch"],
+                                                           generator=kw["generator"], batch_size=p.batch_size)
+            for r in sub_rows:
+                vs_n.setdefault(r.layer, []).append((m, r.rho_trained))
+        ctx.save_arrays(**{f"rho_vs_n_images/{layer}": np.array(pts) for layer, pts in vs_n.items()})
     mats_np = {layer: {k: v.numpy() for k, v in m.items()} for layer, m in mats.items()}
     ctx.save_arrays(**{f"{k}/{layer}": v for layer, m in mats_np.items() for k, v in m.items()},
                     **{f"rho_vs_epoch/{layer}": np.array(pts) for layer, pts in history.items()})
@@ -236,6 +263,9 @@ def run(cfg: CNFAConfig, ctx) -> dict:
     ctx.save_figure(plot_curve(history, p.metric), "cnfa_vs_epoch", f"ρ(CNFM, G^α) over training ({tag}).")
     ctx.save_figure(plot_heatmaps({k: v for k, v in mats_np.items()}), "cnfm_agop_heatmaps",
                     "Trained CNFM W̄ᵀW̄ and patch-AGOP per layer, min-max scaled; (c_in, row, col) order.")
+    if vs_n:
+        ctx.save_figure(plot_vs_n(vs_n, p.metric), "cnfa_vs_n_images",
+                        f"Trained ρ(CNFM, G^α) against the number of probe images (nested subsets; {tag}).")
     first = rows[0].layer
     w = model.get_submodule(first).weight
     ctx.save_figure(plot_eigvecs({"CNFM": mats_np[first]["cnfm"], "AGOP": mats_np[first]["agop"]},
@@ -255,7 +285,9 @@ def run(cfg: CNFAConfig, ctx) -> dict:
          "cnfa_centered": by_layer("rho_centered")}
     s.update({f"{k}_mean": mean(v) for k, v in list(s.items())})
     s.update(metric=p.metric, alpha=p.alpha, n_images=int(Xp.shape[0]), sketched=p.outputs == "sketch",
-             test_acc=hist.test_acc[-1], data=data.name)
+             test_acc=hist.test_acc[-1], data=data.name,
+             cnfa_trained_vs_n_images={str(m): float(np.mean([dict(pts)[m] for pts in vs_n.values()]))
+                                       for m, _ in next(iter(vs_n.values()), [])})
     return s
 
 
