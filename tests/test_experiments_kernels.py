@@ -35,3 +35,18 @@ def test_rfm_experiment_tiny(tmp_path):
         assert k in s
     assert s["subspace_overlap"] > 0.9 and s["test_mse_rfm"] < s["test_mse_krr"]
     assert {p.name for p in (rd / "figures").iterdir()} >= {"rfm_iterations.png", "rfm_M.png"}
+
+
+@pytest.mark.slow
+def test_convrfm_experiment_tiny_shrunk(tmp_path):
+    # the tiny preset takes ~40 s on a loaded 2-core machine; this shrinks it further via --set
+    rd, s = _run(tmp_path, "convrfm", "data.tasks=row_signal,digits", "data.n_train=60", "data.n_test=60",
+                 "convrfm.n_iter=1", "deep.n_iter=1", "deep.depth=1", "cnn.epochs=2", "cnn.width=8")
+    for task in ("row_signal", "digits"):
+        for m in ("fixed", "convrfm", "deep_convrfm", "cnn"):
+            assert 0.0 <= s[f"acc_{m}_{task}"] <= 1.0
+            assert s["table"][task][m] == s[f"acc_{m}_{task}"]
+        assert s[f"test_reads_during_fit_deep_convrfm_{task}"] == 0  # clean protocol
+    figs = {p.name for p in (rd / "figures").iterdir()}
+    assert {"accuracy_table.png", "accuracy_vs_iteration.png", "filters_row_signal.png",
+            "edges_digits.png"} <= figs
