@@ -178,7 +178,7 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
     desc = (f"1D ring D={D}, xi={cfg.xi}, NLGP g={cfg.gain} ({cfg.gain_convention} convention), kappa={kappa:.3f}; "
             f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch}; taylor_prefactor={cfg.taylor_prefactor}.")
     ctx.save_figure(plot_profiles(steps, ode["nlgp"], sim["nlgp"], sim["clone"]), "profiles_ode_vs_sgd",
-                    "Receptive-field profile w_i against site i at log-spaced steps (light to dark): LSG ODE with "
+                    "Receptive-field profile w_i against site i at log-spaced steps (blue: early to red: late): LSG ODE with "
                     "the NLGP amplifier (left), SGD on NLGP (middle) and on its clone (right), same w0. " + desc)
     ctx.save_figure(plot_ipr(steps, {f"ODE {k}": v for k, v in ode.items()} | {f"SGD {k}": v for k, v in sim.items()},
                              base), "ipr_ode_vs_sgd", "IPR against step for the ODE (three amplifiers) and SGD "
@@ -203,7 +203,7 @@ def plot_profiles(steps, ode, sim, clone):
             a.plot(np.arange(W.shape[1]), w, color=(c * 0.75, 0.1, 1 - c * 0.75), lw=0.7)
         a.set_title(title)
         a.set_xlabel("site i")
-    ax[0, 0].set_ylabel("w_i / max|w| (light: early, dark: late)")
+    ax[0, 0].set_ylabel("w_i / max|w| (blue: early, red: late)")
     return fig
 
 
