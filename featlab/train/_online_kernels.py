@@ -182,8 +182,10 @@ def _to_np(a) -> np.ndarray:
 class _AutogradKernel:
     """One module per run; ``loss.backward()`` then θ ← θ − lr_θ·∇θ (then l2/l1)."""
 
-    def __init__(self, models: Sequence[nn.Module], lrs: Sequence[dict[str, float]], *, l1, l2, D):
+    def __init__(self, models: Sequence[nn.Module], lrs: Sequence[dict[str, float]], *, l1, l2, D,
+                 rename: dict[str, str] | None = None):
         self.models, self.lrs, self.l1, self.l2, self.D = list(models), list(lrs), l1, l2, D
+        self.rename = rename or {}   # snapshot keys: parameter name -> stored name
         self.S = len(self.models)
         self.acc = {n: np.zeros(self.S) for n, _ in self.models[0].named_parameters()}
         self.count = 0
@@ -217,5 +219,6 @@ class _AutogradKernel:
     def snapshot(self):
         out = {}
         for n in dict(self.models[0].named_parameters()) | dict(self.models[0].named_buffers()):
-            out[n] = np.stack([_to_np(dict(m.state_dict())[n]).astype(np.float32) for m in self.models])
+            out[self.rename.get(n, n)] = np.stack([_to_np(dict(m.state_dict())[n]).astype(np.float32)
+                                                   for m in self.models])
         return out

@@ -46,7 +46,8 @@ class SGDBackend(str, Enum):
     TORCH
         Hand-written closed-form gradients on torch tensors, runs batched as (S, K, D) with
         ``matmul``, preallocated buffers. Works on any device; the path for CUDA. On CPU the
-        per-op dispatch (~5 µs) dominates at bs = 1.
+        per-op dispatch (~5 µs) dominates at bs = 1. (torch/autograd steps on CPU run with
+        one intra-op thread, restored afterwards.)
     NUMPY
         The same kernel on numpy arrays (CPU only): ~1 µs per op, the fastest CPU path at
         bs = 1 (~20 µs per step for S = 2, K = 8, D = 400). Data drawn by torch samplers
@@ -139,6 +140,21 @@ def _accuracy(out: np.ndarray, y: np.ndarray, targets: str) -> np.ndarray:
     if targets == "original":
         return ((out >= 0) == (y > 0)).mean(-1)
     return ((out > 0.5) == (y > 0.5)).mean(-1)
+
+
+@contextlib.contextmanager
+def _one_torch_thread(device):
+    """On CPU, run the per-step torch ops single-threaded: tiny ops never gain from intra-op
+    threads, and on a busy machine OpenMP barriers made a (2, 8, 400) bmm ~200x slower."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @contextlib.contextmanager
@@ -317,10 +333,10 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
             lr_map = committee_lrs(mode, lr, K, D)
             models.append(m)
             lrs.append({"w": lr_map["w"], "b": lr_map["b"], "v": lr_map["v"] if train_v else 0.0})
-        kernel = _AutogradKernel(models, lrs, l1=l1, l2=l2, D=D)
-        res = _drive(kernel, samplers, generators, test, to_array=lambda a: a.to(dtype),
-                     bs1_buffered=False, **common)
-        res.snapshots = {"W": res.snapshots["w"], "b": res.snapshots["b"], "v": res.snapshots["v"]}
+        kernel = _AutogradKernel(models, lrs, l1=l1, l2=l2, D=D, rename={"w": "W"})
+        with _one_torch_thread(W.device):
+            res = _drive(kernel, samplers, generators, test, to_array=lambda a: a.to(dtype),
+                         bs1_buffered=False, **common)
     else:
         if be is SGDBackend.NUMPY:
             npdt = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
@@ -339,7 +355,7 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
                               to_array(v.clone()).copy() if xp is np else v.clone().to(dtype),
                               mode=mode, lr=lr, activation=activation, train_b=train_b,
                               train_v=train_v, l1=l1, l2=l2, xp=xp)
-        with torch.no_grad():
+        with torch.no_grad(), (_one_torch_thread(W.device) if xp is torch else contextlib.nullcontext()):
             res = _drive(kernel, samplers, generators, test, to_array=to_array, bs1_buffered=bs == 1,
                          **common)
     res.backend = be.value
@@ -372,9 +388,10 @@ def train_modules(models: Sequence[nn.Module], samplers: Sequence[Sampler],
            if isinstance(lr, (int, float)) else list(lr))
     kernel = _AutogradKernel(models, lrs, l1=l1, l2=l2, D=D)
     dtype = next(models[0].parameters()).dtype
-    res = _drive(kernel, samplers, generators, test, D=D, T=T, bs=bs, time_unit=time_unit,
-                 n_evals=n_evals, chunk_size=chunk_size, targets=targets,
-                 to_array=lambda a: a.to(dtype), bs1_buffered=False, progress=progress, t_min=0.1, prefetch=True,
-                 on_eval=on_eval, desc=desc)
+    with _one_torch_thread(next(models[0].parameters()).device):
+        res = _drive(kernel, samplers, generators, test, D=D, T=T, bs=bs, time_unit=time_unit,
+                     n_evals=n_evals, chunk_size=chunk_size, targets=targets,
+                     to_array=lambda a: a.to(dtype), bs1_buffered=False, progress=progress, t_min=0.1,
+                     prefetch=True, on_eval=on_eval, desc=desc)
     res.backend = SGDBackend.AUTOGRAD.value
     return res
