@@ -69,6 +69,9 @@ def test_stability_tiny_end_to_end(tmp_path, one_thread):
     assert s["R_layers_shuffled"]["lenet"][0] == pytest.approx(s["R_layers_trained"]["lenet"][0])
     figs = {p.name for p in (path / "figures").iterdir()}
     assert {"correlation.png", "layers.png", "spectra.png"} <= figs
+    g0 = s["spectrum_lambda0_init"]["lenet"]
+    assert len(g0) == 2 and all(0 <= v <= 1 for v in g0)  # two conv layers, normalised weights
+    assert all(c.check(s)[1] is not None for c in get("stability").claims)
 
 
 def test_power_law_fit_recovers_exponent():
