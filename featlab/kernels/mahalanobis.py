@@ -56,36 +56,46 @@ def _kernel_from_sq(D2: torch.Tensor, kind: KernelKind, bandwidth: float) -> tor
     return D2.mul_(-0.5 / bandwidth**2).exp_()
 
 
+def _augment(X: torch.Tensor, Z: torch.Tensor, M: torch.Tensor | None, scale: float):
+    """(n, d+2) and (m, d+2) factors whose product is scale * ||x - z||_M^2 (one GEMM, no adds)."""
+    XM = X if Z is X and M is None else apply_M(X, M)
+    ZM = XM if Z is X else apply_M(Z, M)
+    qx, qz = (XM * X).sum(-1), (ZM * Z).sum(-1)
+    one_x, one_z = torch.ones_like(qx), torch.ones_like(qz)
+    left = torch.cat([XM * (-2 * scale), (qx * scale)[:, None], (one_x * scale)[:, None]], 1)
+    right = torch.cat([Z, one_z[:, None], qz[:, None]], 1)
+    return left, right
+
+
 def kernel_matrix(X: torch.Tensor, Z: torch.Tensor, M: torch.Tensor | None = None, *,
                   kind: str | KernelKind = "laplace", bandwidth: float = 10.0,
                   batch_size: int | None = None) -> torch.Tensor:
     """Kernel matrix ``(n, m)`` of the Mahalanobis ``kind`` kernel, built in row blocks.
 
-    When ``Z is X`` the diagonal distances are set to exactly 0 (k(x, x) = 1).
-
-    ``batch_size`` (rows of X per block) only bounds temporary memory; the result is the same.
+    The squared distance, already divided by L^2 (Laplace) or 2 L^2 (Gaussian), comes out of a
+    single GEMM of augmented factors [-2 x M, x^T M x, 1] [z, 1, z^T M z]^T; then clamp, sqrt,
+    negate and exp run in place (4 passes over the matrix). When ``Z is X`` the diagonal
+    distances are set to exactly 0 (k(x, x) = 1). ``batch_size`` (rows of X per block) only
+    bounds temporary memory; the result is the same.
     """
     kind = KernelKind(kind)
     if bandwidth <= 0:
         raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
     same = X is Z  # Gram matrix: exact zeros on the diagonal (sqrt amplifies rounding there)
-    if batch_size is None or batch_size >= X.shape[0]:
-        D2 = sq_mahalanobis(X, Z, M)
+    scale = 1.0 / bandwidth**2 if kind == KernelKind.LAPLACE else 0.5 / bandwidth**2
+    left, right = _augment(X, Z, M, scale)
+    n = X.shape[0]
+    bs = n if batch_size is None else batch_size
+    out = torch.empty(n, Z.shape[0], dtype=X.dtype, device=X.device)
+    for s in range(0, n, bs):
+        D = out[s:s + bs]
+        torch.mm(left[s:s + bs], right.T, out=D)
+        D.clamp_(min=0)
         if same:
-            D2.diagonal().zero_()
-        return _kernel_from_sq(D2, kind, bandwidth)
-    ZM = apply_M(Z, M)
-    qz = (ZM * Z).sum(-1)
-    out = torch.empty(X.shape[0], Z.shape[0], dtype=X.dtype, device=X.device)
-    for s in range(0, X.shape[0], batch_size):
-        Xb = X[s:s + batch_size]
-        XbM = apply_M(Xb, M)
-        D = out[s:s + batch_size]
-        torch.mm(XbM, Z.T, out=D)
-        D.mul_(-2).add_((XbM * Xb).sum(-1)[:, None]).add_(qz[None, :]).clamp_(min=0)
-        if same:
-            D[:, s:s + batch_size].diagonal().zero_()
-        _kernel_from_sq(D, kind, bandwidth)
+            D[:, s:s + bs].diagonal().zero_()
+        if kind == KernelKind.LAPLACE:
+            D.sqrt_()
+        D.neg_().exp_()
     return out
 
 
