@@ -27,7 +27,8 @@ class Diffeo(nn.Module):
         If None, (cut, T) are drawn per image as in pcsl-epfl/diffeomorphism ``transform.py``:
         cut = floor(B (cutmax + 1 - cutmin) + cutmin), B ~ Beta(scut - scut/(rcut+1),
         scut/(rcut+1)); T = B_T (T_max - T_min) + T_min with B_T ~ Beta from (sT, rT) and
-        (T_min, T_max) = temperature_range(n, cut).
+        (T_min, T_max) = temperature_range(n, cut), n = max(H, W). For cut > 2n/pi,
+        T_min > T_max and T falls between them in reverse order, as in the reference.
     cut : int
         Cut-off when ``T`` is fixed.
     interp : {"linear", "nearest", "gaussian"}
