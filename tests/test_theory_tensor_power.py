@@ -63,6 +63,8 @@ def test_ti_contraction_equals_dense_contraction():
     a3, a2 = tensor_apply(K, W)
     b3, b2 = tensor_apply(ti_to_dense(K), W)
     assert torch.allclose(a3, b3, atol=1e-12) and torch.allclose(a2, b2, atol=1e-12)
+    c3, c2 = tensor_apply(K, W, chunk_size=1)  # memory knob only
+    assert torch.allclose(a3, c3, atol=1e-12) and torch.allclose(a2, c2, atol=1e-12)
 
 
 def _kernel(D, xi):
