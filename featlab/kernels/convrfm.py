@@ -88,15 +88,16 @@ def patch_grads(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: torch.
     if kind == KernelKind.GAUSSIAN:
         Kt = D2.mul_(-0.5 / bandwidth**2).exp_().div_(bandwidth**2)
     else:
-        mask = (D2 <= self_tol(Q.dtype) * (qq[:, :, None] + qa[:, None, :])) | (D2 < 1e-20)
+        mask = D2 <= self_tol(Q.dtype) * float(qq.max() + qa.max()) + 1e-20  # self pairs
         r = D2.sqrt_()
-        Kt = torch.exp(-r / bandwidth).div_(bandwidth * r.clamp(min=1e-30)).masked_fill_(mask, 0.0)
-    Kt /= P  # (Pc, m, n)
-    Ka = Kt @ alpha  # (Pc, m, c)
-    out = torch.empty(*q.shape[:2], alpha.shape[1], q.shape[2], dtype=Q.dtype, device=Q.device)
-    for c in range(alpha.shape[1]):
-        out[:, :, c] = Kt @ (alpha[None, :, c:c + 1] * AM) - Ka[:, :, c:c + 1] * QM
-    return out
+        Kt = torch.exp(r * (-1.0 / bandwidth)).div_(r.mul_(bandwidth).clamp_(min=1e-30)).masked_fill_(mask, 0.0)
+    Pc, m, D = q.shape
+    c = alpha.shape[1]
+    aP = alpha / P  # the 1/P of the patch-averaged kernel, folded into alpha
+    Ka = Kt @ aP  # (Pc, m, c)
+    XA = (aP.T[None, :, :, None] * AM[:, None]).permute(0, 2, 1, 3).reshape(Pc, -1, c * D)  # (Pc, n, c D)
+    out = torch.bmm(Kt, XA).reshape(Pc, m, c, D)  # (Pc, m, c, D)
+    return out.sub_(Ka[..., None] * QM[:, :, None, :])
 
 
 def patch_agop_kernel(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: torch.Tensor | None, *,

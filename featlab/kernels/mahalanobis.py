@@ -125,9 +125,10 @@ def grad_weights(Q: torch.Tensor, X: torch.Tensor, M: torch.Tensor | None, *,
     """K~(q, x_i) of spec §6, shape (m, n), such that grad_q f_c = sum_i alpha_ic K~ M (x_i - q).
 
     Convention:
-        Laplace: K~ = k_M / (L ||q - x_i||_M), set to 0 where r^2 = ||q - x_i||_M^2 < 1e-20 or
-        r^2 <= tol (q^T M q + x^T M x), tol = 1e-12 (float64) / 1e-6 (float32) (see
-        :func:`self_tol`): the non-differentiable self term is excluded.
+        Laplace: K~ = k_M / (L ||q - x_i||_M), set to 0 where r^2 = ||q - x_i||_M^2 <=
+        tol (max_q q^T M q + max_i x_i^T M x_i) + 1e-20, tol = 1e-12 (float64) / 1e-6 (float32)
+        (see :func:`self_tol`): the non-differentiable self term is excluded. The threshold is
+        one scalar per call (cheap); rounding of r^2 is below it.
         Gaussian: K~ = k_M / L^2. The 1/L factor is folded into K~.
     """
     kind = KernelKind(kind)
@@ -138,7 +139,7 @@ def grad_weights(Q: torch.Tensor, X: torch.Tensor, M: torch.Tensor | None, *,
     D2 = (QM @ X.T).mul_(-2).add_(qq[:, None]).add_(qx[None, :]).clamp_(min=0)  # (m, n)
     if kind == KernelKind.GAUSSIAN:
         return D2.mul_(-0.5 / bandwidth**2).exp_().div_(bandwidth**2)
-    mask = (D2 <= self_tol(Q.dtype) * (qq[:, None] + qx[None, :])) | (D2 < 1e-20)
+    mask = D2 <= self_tol(Q.dtype) * float(qq.max() + qx.max()) + 1e-20
     r = D2.sqrt_()
     Kt = torch.exp(-r / bandwidth) / (bandwidth * r.clamp(min=1e-300 if Q.dtype == torch.float64 else 1e-30))
     return Kt.masked_fill_(mask, 0.0)
