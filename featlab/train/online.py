@@ -46,8 +46,8 @@ class SGDBackend(str, Enum):
     TORCH
         Hand-written closed-form gradients on torch tensors, runs batched as (S, K, D) with
         ``matmul``, preallocated buffers. Works on any device; the path for CUDA. On CPU the
-        per-op dispatch (~5 µs) dominates at bs = 1. (torch/autograd steps on CPU run with
-        one intra-op thread, restored afterwards.)
+        per-op dispatch (~5 µs) dominates at bs = 1. (On CPU every backend trains with one
+        torch intra-op thread, restored afterwards.)
     NUMPY
         The same kernel on numpy arrays (CPU only): ~1 µs per op, the fastest CPU path at
         bs = 1 (~20 µs per step for S = 2, K = 8, D = 400). Data drawn by torch samplers
@@ -144,8 +144,9 @@ def _accuracy(out: np.ndarray, y: np.ndarray, targets: str) -> np.ndarray:
 
 @contextlib.contextmanager
 def _one_torch_thread(device):
-    """On CPU, run the per-step torch ops single-threaded: tiny ops never gain from intra-op
-    threads, and on a busy machine OpenMP barriers made a (2, 8, 400) bmm ~200x slower."""
+    """On CPU, run torch single-threaded during training: tiny per-step ops never gain from
+    intra-op threads (on a busy machine OpenMP barriers made a (2, 8, 400) bmm ~200x slower),
+    and with the prefetch thread the sampler and the SGD loop then use one core each."""
     if torch.device(device).type != "cpu":
         yield
         return
@@ -355,7 +356,7 @@ def train_committee(W: torch.Tensor, b: torch.Tensor, v: torch.Tensor, samplers:
                               to_array(v.clone()).copy() if xp is np else v.clone().to(dtype),
                               mode=mode, lr=lr, activation=activation, train_b=train_b,
                               train_v=train_v, l1=l1, l2=l2, xp=xp)
-        with torch.no_grad(), (_one_torch_thread(W.device) if xp is torch else contextlib.nullcontext()):
+        with torch.no_grad(), _one_torch_thread(W.device):
             res = _drive(kernel, samplers, generators, test, to_array=to_array, bs1_buffered=bs == 1,
                          **common)
     res.backend = be.value
