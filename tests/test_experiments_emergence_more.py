@@ -84,6 +84,13 @@ def test_config_checks_name_the_field():
         validate(apply_overrides(get("emergence-gain").preset("tiny"), ["gains=3"]))
 
 
+def test_theory_claims_are_not_applicable_to_heavy_tailed_data():
+    claims = get("emergence-theory").claims
+    s = {"marginal": "kur", "ipr_ode_kur": 0.04, "ipr_sim_kur": 0.045, "overlap_ode_sim_kur": 0.98,
+         "ipr_ode_gaussian": 0.04, "ipr_baseline": 0.11}
+    assert [c.check(s)[1] for c in claims] == [None, True, None]
+
+
 def test_presets_are_valid_and_quirk_is_recorded():
     from featlab.config import active_quirks
 

@@ -6,8 +6,9 @@
     SGD step is w += (eta/2) [phi(a) - (Sigma0 + Sigma1) w] [derived: E_c ReLU(w.x) x =
     Sigma_c w / 2 and the conditional-Gaussian approximation], i.e. the Euler step of the ODE
     with tau = eta, so ODE and simulation share the step axis. Integrated with the quadrature
-    amplifier of the NLGP marginal, its third-order Taylor form, and the Gaussian amplifier
-    (= the clone), from the simulation's initial weights.
+    amplifier of the data marginal (NLGP, or Kur(k) with ``marginal="kur"``), its third-order
+    Taylor form, and the Gaussian amplifier (= the clone), from the simulation's initial
+    weights.
 (b) Ingrosso & Goldt's cumulant picture (spec §6.1): the 4th cumulant of class 1 (long xi)
     in translation-invariant form K(a, b, c) (1D periodic, D^3 storage), estimated from
     samples for NLGP and clone and, for the NLGP, by quadrature; its most negative
@@ -36,8 +37,11 @@ class EmergenceTheoryConfig(ExperimentConfig):
     L: int = F(40, "sites (1D ring), D = L; the cumulant tensor is stored as D^3", ge=4, le=64, tag="[code]")
     xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1) latent correlation lengths in sites, class 0 short, "
                               "class 1 long (LSG single-neuron runs)", gt=0, tag="[code]")
-    gain: float = F(3.0, "NLGP gain in gain_convention [design: LSG's single-neuron gain is not recorded]",
+    marginal: str = F("nlgp", "data of both classes: NLGP(gain) or NORTA Kur(k) (heavy-tailed for k near 4); "
+                      "the clone always has the same per-class covariance", choices=("nlgp", "kur"), tag="[code]")
+    gain: float = F(3.0, "NLGP gain in gain_convention (LSG's single-neuron gain is not recorded)",
                     gt=0, tag="[design]")
+    k: float = F(5.0, "Kur(k) tail index for marginal=kur (LSG single runs: 5)", gt=2, tag="[code]")
     gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z",
                              choices=("original", "followup"), tag="[code]")
     lr: float = F(0.05, "SGD learning rate eta = the ODE's tau", gt=0, tag="[code]")
@@ -115,21 +119,31 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
     dev = ctx.device
     L = D = cfg.L
     kw = dict(L=L, gain=cfg.gain, dim=1, gain_convention=cfg.gain_convention, boundary="periodic")
-    nlgp = [NLGP(xi=cfg.xi[c], **kw) for c in (0, 1)]
-    clone = [GaussianClone(xi=cfg.xi[c], **kw) for c in (0, 1)]
-    tasks = {"nlgp": Mixture(*nlgp), "clone": Mixture(*clone)}
-    S0, S1 = nlgp[0].covariance(), nlgp[1].covariance()  # = the clone's, exactly
+    tag = cfg.marginal
+    if tag == "nlgp":
+        data = [NLGP(xi=cfg.xi[c], **kw) for c in (0, 1)]
+        clone = [GaussianClone(xi=cfg.xi[c], **kw) for c in (0, 1)]
+        kappa = marginal_kurtosis("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
+        amp = amplifier("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
+    else:
+        from ..data import KurK
+
+        data = [KurK(L=L, xi=cfg.xi[c], k=cfg.k, dim=1, boundary="periodic") for c in (0, 1)]
+        clone = [GaussianClone.of(m) for m in data]
+        kappa = marginal_kurtosis("kur", k=cfg.k)
+        amp = amplifier("kur", k=cfg.k)
+    tasks = {tag: Mixture(*data), "clone": Mixture(*clone)}
+    S0, S1 = data[0].covariance(), data[1].covariance()  # = the clone's, exactly
     base = 3.0 / (D + 2)
-    kappa = marginal_kurtosis("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
 
     # (a) ODE vs simulation, same initial weights
     g_init = ctx.generator("init")
     w0 = torch.randn(D, generator=g_init, dtype=torch.float64, device=g_init.device).cpu() \
         * math.sqrt(2.0 / (D + 1)) * math.sqrt(cfg.init_scale)
     keep = _snapshot_steps(cfg.steps, cfg.n_snapshots, "log")
-    amps = {"nlgp": amplifier("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention),
-            "taylor": amplifier("taylor", kappa=kappa, taylor_prefactor=cfg.taylor_prefactor),
-            "gaussian": amplifier("gaussian")}
+    amps = {tag: amp, "gaussian": amplifier("gaussian")}
+    if math.isfinite(kappa):  # Kur(k <= 4) has no finite kurtosis, hence no Taylor form
+        amps["taylor"] = amplifier("taylor", kappa=kappa, taylor_prefactor=cfg.taylor_prefactor)
     ode = {}
     for name, f in amps.items():
         tr = effective_dynamics(S0, S1, f, tau=cfg.lr, n_steps=cfg.steps, w0=w0, n_snapshots=cfg.n_snapshots)
@@ -141,63 +155,69 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
         sim[name] = _simulate(task, w0.to(gen.device), cfg, gen, keep, ctx, f"SGD single neuron ({name})")
     steps = np.array(keep)
 
-    summary: dict = {"D": D, "ipr_baseline": base, "kappa_nlgp": kappa, "steps": cfg.steps}
+    summary: dict = {"D": D, "ipr_baseline": base, "marginal": tag, f"kappa_{tag}": kappa, "steps": cfg.steps}
     for name, W in ode.items():
         summary[f"ipr_ode_{name}"] = float(_ipr(W[-1]))
     for name, W in sim.items():
         summary[f"ipr_sim_{name}"] = float(_ipr(W[-1]))
-    summary["overlap_ode_sim_nlgp"] = _aligned_overlap(ode["nlgp"][-1], sim["nlgp"][-1])
-    summary["overlap_ode_sim_same_position"] = float(abs(np.dot(ode["nlgp"][-1], sim["nlgp"][-1]))
-                                                     / np.linalg.norm(ode["nlgp"][-1]) / np.linalg.norm(sim["nlgp"][-1]))
+    summary[f"overlap_ode_sim_{tag}"] = _aligned_overlap(ode[tag][-1], sim[tag][-1])
+    summary["overlap_ode_sim_same_position"] = float(abs(np.dot(ode[tag][-1], sim[tag][-1]))
+                                                     / np.linalg.norm(ode[tag][-1]) / np.linalg.norm(sim[tag][-1]))
 
     # (b) cumulant tensors of class 1 and their Z-eigenvectors
     g_cum = ctx.generator("cumulant")
     tensors = {}
-    for name, model in (("nlgp_samples", nlgp[1]), ("clone_samples", clone[1])):
+    for name, model in ((f"{tag}_samples", data[1]), ("clone_samples", clone[1])):
         X = model.sample(cfg.n_cumulant, g_cum, dtype=torch.float64).cpu()
         tensors[name] = cumulant4(X, "translation_invariant", Sigma=model.covariance())
-    C1 = nlgp[1].latent.covariance()
-    tensors["nlgp_quadrature"] = nlgp_cumulant4(C1, cfg.gain, cfg.gain_convention, n_nodes=cfg.quad_nodes)
-    summary["cumulant_rel_err_samples_vs_quadrature"] = float(
-        (tensors["nlgp_samples"] - tensors["nlgp_quadrature"]).norm() / tensors["nlgp_quadrature"].norm())
+    if tag == "nlgp":
+        C1 = data[1].latent.covariance()
+        tensors["nlgp_quadrature"] = nlgp_cumulant4(C1, cfg.gain, cfg.gain_convention, n_nodes=cfg.quad_nodes)
+        summary["cumulant_rel_err_samples_vs_quadrature"] = float(
+            (tensors["nlgp_samples"] - tensors["nlgp_quadrature"]).norm() / tensors["nlgp_quadrature"].norm())
+    # most negative T(w^4) for sub-Gaussian marginals (kappa < 3), most positive for heavy tails
+    sign = -1 if kappa < 3 else 1
+    summary["hopm_sign"] = sign
     eig = {}
     for name, T in tensors.items():
-        r = z_eigenvectors(T, 4, sign=-1, n_starts=cfg.n_starts, max_iter=cfg.hopm_iter, tol=1e-7, dedupe_tol=1e-2,
+        r = z_eigenvectors(T, 4, sign=sign, n_starts=cfg.n_starts, max_iter=cfg.hopm_iter, tol=1e-7, dedupe_tol=1e-2,
                            dedupe_translation=True, generator=ctx.generator(f"hopm/{name}"))
         eig[name] = r
         v = r.vectors[0].numpy()
         summary[f"zeig_ipr_{name}"] = float(_ipr(v))
         summary[f"zeig_value_{name}"] = float(r.values[0])
-        summary[f"zeig_overlap_rf_{name}"] = _aligned_overlap(v, sim["nlgp"][-1])
+        summary[f"zeig_overlap_rf_{name}"] = _aligned_overlap(v, sim[tag][-1])
 
     ctx.save_arrays(steps=steps, w0=w0.numpy(), **{f"ode_{k}": v for k, v in ode.items()},
                     **{f"sim_{k}": v for k, v in sim.items()},
                     **{f"K_{k}": v.numpy() for k, v in tensors.items()},
                     **{f"zeig_{k}": r.vectors.numpy() for k, r in eig.items()},
                     **{f"zeig_values_{k}": r.values.numpy() for k, r in eig.items()})
-    desc = (f"1D ring D={D}, xi={cfg.xi}, NLGP g={cfg.gain} ({cfg.gain_convention} convention), kappa={kappa:.3f}; "
+    what = f"NLGP g={cfg.gain} ({cfg.gain_convention} convention)" if tag == "nlgp" else f"Kur(k={cfg.k:g})"
+    desc = (f"1D ring D={D}, xi={cfg.xi}, {what}, kappa={kappa:.3f}; "
             f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch}; taylor_prefactor={cfg.taylor_prefactor}.")
-    ctx.save_figure(plot_profiles(steps, ode["nlgp"], sim["nlgp"], sim["clone"]), "profiles_ode_vs_sgd",
+    ctx.save_figure(plot_profiles(steps, ode[tag], sim[tag], sim["clone"], tag), "profiles_ode_vs_sgd",
                     "Receptive-field profile w_i against site i at log-spaced steps (blue: early to red: late): LSG ODE with "
                     "the NLGP amplifier (left), SGD on NLGP (middle) and on its clone (right), same w0. " + desc)
     ctx.save_figure(plot_ipr(steps, {f"ODE {k}": v for k, v in ode.items()} | {f"SGD {k}": v for k, v in sim.items()},
                              base), "ipr_ode_vs_sgd", "IPR against step for the ODE (three amplifiers) and SGD "
                     f"(NLGP, clone); dashed: 3/(D+2) = {base:.4f}. " + desc)
-    ctx.save_figure(plot_eigenvectors({k: r.vectors[0].numpy() for k, r in eig.items()}, sim["nlgp"][-1]),
-                    "zeigenvectors", "Most negative Z-eigenvector of the class-1 4th cumulant (SS-HOPM), aligned at "
-                    "its circular centre, next to the learned SGD receptive field (NLGP). " + desc)
-    ctx.save_figure(plot_phi(amps), "phi", "Amplifier phi(a) for the Gaussian (clone), the NLGP marginal and its "
+    ctx.save_figure(plot_eigenvectors({k: r.vectors[0].numpy() for k, r in eig.items()}, sim[tag][-1], tag),
+                    "zeigenvectors", f"{'Most negative' if sign < 0 else 'Most positive'} Z-eigenvector of the class-1 "
+                    "4th cumulant (SS-HOPM), aligned at "
+                    f"its circular centre, next to the learned SGD receptive field ({tag}). " + desc)
+    ctx.save_figure(plot_phi(amps), "phi", "Amplifier phi(a) for the Gaussian (clone), the data marginal and its "
                     "third-order Taylor form. " + desc)
     return summary
 
 
 # ----------------------------------------------------------------------------- figures
-def plot_profiles(steps, ode, sim, clone):
+def plot_profiles(steps, ode, sim, clone, tag="nlgp"):
     from ..plotting import figure
 
     fig, ax = figure(1, 3, sharey=False)
     cols = np.linspace(0.15, 1.0, len(steps))
-    for a, W, title in zip(ax[0], (ode, sim, clone), ("ODE (NLGP phi)", "SGD on NLGP", "SGD on clone")):
+    for a, W, title in zip(ax[0], (ode, sim, clone), (f"ODE ({tag} phi)", f"SGD on {tag}", "SGD on clone")):
         for j, c in enumerate(cols):
             w = W[j] / (np.abs(W[j]).max() or 1.0)
             a.plot(np.arange(W.shape[1]), w, color=(c * 0.75, 0.1, 1 - c * 0.75), lw=0.7)
@@ -223,7 +243,7 @@ def plot_ipr(steps, curves: dict, baseline: float):
     return fig
 
 
-def plot_eigenvectors(vecs: dict, rf: np.ndarray):
+def plot_eigenvectors(vecs: dict, rf: np.ndarray, tag: str = "nlgp"):
     from ..plotting import figure
 
     fig, ax = figure(1, 1, width=4.0)
@@ -232,7 +252,7 @@ def plot_eigenvectors(vecs: dict, rf: np.ndarray):
     for name, v in vecs.items():
         a.plot(x, _align(v), label=f"Z-eig {name} (IPR {_ipr(v):.3f})")
     r = _align(rf)
-    a.plot(x, r / np.linalg.norm(r), "k--", label=f"SGD RF, NLGP (IPR {_ipr(rf):.3f})")
+    a.plot(x, r / np.linalg.norm(r), "k--", label=f"SGD RF, {tag} (IPR {_ipr(rf):.3f})")
     a.set_xlabel("site (aligned: centre at L/2)")
     a.set_ylabel("unit-norm vector")
     a.legend(fontsize=6)
@@ -255,6 +275,8 @@ def plot_phi(amps: dict):
 
 # ----------------------------------------------------------------------------- claims
 def _check_ode_localises(s):
+    if s.get("marginal", "nlgp") != "nlgp":
+        return f"marginal={s.get('marginal')}: the claim is about sub-Gaussian (NLGP) data", None
     a, g, base = s.get("ipr_ode_nlgp"), s.get("ipr_ode_gaussian"), s.get("ipr_baseline")
     if a is None:
         return "n/a", None
@@ -262,7 +284,8 @@ def _check_ode_localises(s):
 
 
 def _check_ode_matches_sim(s):
-    o, sm, ov = s.get("ipr_ode_nlgp"), s.get("ipr_sim_nlgp"), s.get("overlap_ode_sim_nlgp")
+    tag = s.get("marginal", "nlgp")
+    o, sm, ov = s.get(f"ipr_ode_{tag}"), s.get(f"ipr_sim_{tag}"), s.get(f"overlap_ode_sim_{tag}")
     if o is None or sm is None:
         return "n/a", None
     return f"final IPR ODE {o:.3f} vs SGD {sm:.3f}; aligned overlap {ov:.3f}", bool(ov > 0.8 and abs(o - sm) < 0.5 * o)
