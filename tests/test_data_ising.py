@@ -173,3 +173,36 @@ def test_bad_arguments():
 
 def test_marginal_kurtosis_binary():
     assert Ising(8).marginal_kurtosis == 1.0
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "open"])
+def test_cluster_labelling_methods_give_the_same_partition(boundary):
+    m = Ising.from_temperature(T_CRITICAL, 7, 2, boundary=boundary)
+    s = m._random_spins(20, _gen(10), "cpu")
+    a = m._cluster_labels(s, _gen(11), method="csgraph").reshape(-1)
+    b = m._cluster_labels(s, _gen(11), method="propagation").reshape(-1)
+    pairs = torch.unique(torch.stack([a, b]), dim=1).shape[1]
+    assert pairs == a.unique().numel() == b.unique().numel()  # a bijection between the labels
+    assert 20 < a.unique().numel() < 20 * 49  # non-trivial clusters
+    # clusters never cross chains and are spin-aligned (ferromagnetic FK bonds)
+    lab = a.reshape(20, 49)
+    for k in range(20):
+        for other in range(k + 1, min(k + 3, 20)):
+            assert not set(lab[k].tolist()) & set(lab[other].tolist())
+    sf = s.reshape(20, 49)
+    for u in lab.unique()[:50]:
+        assert sf[lab == u].unique().numel() == 1
+
+
+def test_translation_averaged_covariance_equals_explicit_average():
+    from featlab.data.ising import translation_averaged_covariance
+
+    X = torch.randn(7, 4, 4, generator=_gen(12), dtype=torch.float64)
+    C = translation_averaged_covariance(X)
+    L, D = 4, 16
+    want = torch.zeros(D, D, dtype=torch.float64)
+    for r in range(L):
+        for c in range(L):  # translate every sample by (r, c) and accumulate x xᵀ
+            Y = torch.roll(X, (r, c), (1, 2)).reshape(7, D)
+            want += Y.T @ Y / 7
+    assert torch.allclose(C, want / D, atol=1e-12)
