@@ -106,6 +106,7 @@ def test_cli_tiny_end_to_end(tmp_path):
     s = json.loads((rd / "summary.json").read_text())
     assert {"ipr_nlgp", "ipr_clone", "ipr_baseline", "acc_nlgp", "acc_clone", "steps"} <= set(s)
     assert s["ipr_nlgp"] > 2 * s["ipr_clone"] and s["ipr_clone"] < 1.5 * s["ipr_baseline"]
+    assert s["kurtosis_nlgp"] < s["kurtosis_clone"] - 0.1   # localised units see sub-Gaussian w·x
     assert min(s["acc_nlgp"], s["acc_clone"]) > 0.6 and abs(s["acc_nlgp"] - s["acc_clone"]) < 0.1
     assert all(c.check(s)[1] is not False for c in EXPERIMENT.claims[1:])
     figs = {p.name for p in (rd / "figures").iterdir()}

@@ -19,9 +19,10 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..config import ExperimentConfig, F, sub
-from ..probes._ipr import ipr_baseline
+from ..probes._ipr import ipr_baseline, preactivation_kurtosis
 from ..probes.receptive import circular_centre, fwhm, profile, tiling
 from .registry import Claim, Experiment, register
 from ._emergence_common import (DataConfig, ModelConfig, TrainConfig, build_task, final_ipr_of_detectors,
@@ -113,6 +114,14 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
         summary[f"fwhm_median_{tag}"] = st["fwhm_median"]
         summary[f"tiling_rayleigh_p_{tag}"] = st["rayleigh_p"]
     summary["ipr_ratio"] = summary["ipr_nlgp"] / summary["ipr_clone"]
+    # "kurtosis during learning": κ(w·x) of the final long-range detectors on held-out inputs
+    for tag, task in zip(TAGS, tasks):
+        x, _ = task.sample(4000, ctx.generator("heldout"))
+        idx = tr.runs(tag)
+        W = snaps["W"][-1, idx].reshape(-1, D)                          # (R K, D)
+        kappa = preactivation_kurtosis(torch.as_tensor(W), x.reshape(len(x), -1)).numpy()
+        mask = detect[idx].reshape(-1)
+        summary[f"kurtosis_{tag}"] = float(kappa[mask].mean()) if mask.any() else float("nan")
 
     ctx.save_arrays(t=res.t, steps=res.steps, t_steps=res.t_steps, t_samples=res.t_samples,
                     W=snaps["W"], b=snaps["b"], v=snaps["v"], ipr=iprs.astype(np.float32),
