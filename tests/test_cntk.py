@@ -76,3 +76,27 @@ def test_relu_kappa_closed_form_values():
     k1, k0 = relu_kappa(torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
     torch.testing.assert_close(k1, torch.tensor([1.0, 1 / math.pi, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
     torch.testing.assert_close(k0, torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def _empirical_ntk(X, width, g, q=3):
+    """Empirical NTK of a depth-2 Vanilla net in NTK parametrisation (all weights N(0, 1))."""
+    c = X.shape[1]
+    W1 = torch.randn(width, c, q, q, generator=g, dtype=torch.float64).requires_grad_(True)
+    W2 = torch.randn(width, width, q, q, generator=g, dtype=torch.float64).requires_grad_(True)
+    h = math.sqrt(2) * F.relu(F.conv2d(X, W1) / math.sqrt(c * q * q))
+    h = math.sqrt(2) * F.relu(F.conv2d(h, W2) / math.sqrt(width * q * q))
+    P = h.shape[-1] * h.shape[-2]
+    v = torch.randn(width * P, generator=g, dtype=torch.float64).requires_grad_(True)
+    f = h.flatten(1) @ v / math.sqrt(width * P)
+    J = torch.stack([torch.cat([t.flatten() for t in torch.autograd.grad(f[i], (W1, W2, v), retain_graph=True)])
+                     for i in range(len(f))])
+    return J @ J.T
+
+
+def test_depth2_ntk_matches_empirical_ntk_of_wide_nets():
+    X, g = _imgs(n=3, H=6, W=6)
+    E = torch.stack([_empirical_ntk(X, 256, g) for _ in range(8)])  # (draws, n, n)
+    se = E.std(0) / math.sqrt(len(E))
+    K = cntk(X, depth=2, kind="ntk")
+    assert ((E.mean(0) - K).abs() <= 4 * se).all(), ((E.mean(0) - K).abs() / se).max()
+    assert not torch.allclose(K, cntk(X, depth=2, kind="nngp"), rtol=0.1)  # the Theta term matters

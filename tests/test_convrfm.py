@@ -110,3 +110,12 @@ def test_row_signal_convrfm_beats_fixed_kernel():
     fixed = ConvRFM(n_iter=0, **kw).fit(X, y).score(Xt, yt)
     learned = ConvRFM(n_iter=2, **kw).fit(X, y).score(Xt, yt)
     assert learned > fixed + 0.02, (fixed, learned)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    X, _ = _imgs(n=30)
+    y = (X[:, 0, 2].sum(1) > 0).long()
+    a = ConvRFM(n_iter=1, random_state=0).fit(X, y)
+    b = ConvRFM(n_iter=1, random_state=0).fit(X.cuda(), y.cuda())
+    torch.testing.assert_close(b.M_.cpu(), a.M_, rtol=1e-8, atol=1e-10)

@@ -242,3 +242,22 @@ def test_xrfm_parity_matched_settings():
     p_theirs = theirs.predict(Xq)
     rel = torch.linalg.norm(p_ours - p_theirs) / torch.linalg.norm(p_theirs)
     assert rel < 1e-4
+
+
+def test_bandwidth_median_mode_scales_by_median_distance():
+    X, _, _, _ = _data(n=50, d=3)
+    y = X[:, 0].numpy()
+    m = RFM(2.0, bandwidth_mode="median", n_iter=0, validation_fraction=0.0, random_state=0).fit(X.numpy(), y)
+    D = torch.cdist(X, X)
+    med = D[~torch.eye(50, dtype=torch.bool)].median()
+    assert m.bandwidth_ == pytest.approx(2.0 * float(med), rel=1e-6)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    X, _, _, _ = _data(n=64)
+    y = (X[:, 0] ** 2).numpy()
+    a = RFM(n_iter=2, random_state=0).fit(X, y)
+    b = RFM(n_iter=2, random_state=0, device="cuda").fit(X.cuda(), y)
+    assert b.M_.is_cuda
+    torch.testing.assert_close(b.M_.cpu(), a.M_, rtol=1e-8, atol=1e-10)
