@@ -72,6 +72,8 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class StabilityConfig(ExperimentConfig):
+    threads: int | None = F(None, "torch CPU threads during the run (None: torch's default); small "
+                            "nets run much faster on 1 thread on a shared machine", ge=1, semantic=False)
     data: DataConfig = sub(DataConfig, "image data and corruption")
     nets: NetsConfig = sub(NetsConfig, "architectures")
     train: TrainConfig = sub(TrainConfig, "training (§8.1)")
@@ -81,7 +83,7 @@ class StabilityConfig(ExperimentConfig):
 def tiny() -> StabilityConfig:
     c = StabilityConfig()
     return dataclasses.replace(
-        c, data=dataclasses.replace(c.data, n_train=600),
+        c, threads=1, data=dataclasses.replace(c.data, n_train=600),
         nets=dataclasses.replace(c.nets, vanilla_width=12, vanilla_depth=2),
         train=dataclasses.replace(c.train, epochs=15, batch_size=64, lr=0.1),
         probe=dataclasses.replace(c.probe, n_probe=100))
@@ -158,6 +160,17 @@ def fit_power_law(R, err) -> tuple[float, float, float]:
 
 
 def run(cfg: StabilityConfig, ctx) -> dict:
+    """Run with ``cfg.threads`` torch CPU threads (restored afterwards)."""
+    n0 = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, ctx)
+    finally:
+        torch.set_num_threads(n0)
+
+
+def _run(cfg: StabilityConfig, ctx) -> dict:
     from ..models.zoo import get
     from ..probes import shuffle_channels
     from ..train import fit_classifier
