@@ -22,7 +22,7 @@ from ..train.online import OnlineResult, train_committee
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model", "Trained",
            "train_many", "train_one", "init_weights", "long_range_detectors", "final_ipr_of_detectors",
-           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "PairTask"]
+           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy"]
 
 DATA_KINDS = ("nlgp", "clone", "ising", "ising_clone")
 
@@ -114,32 +114,6 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------
 # tasks
 # ------------------------------------------------------------------------------------------------
-class PairTask:
-    """Balanced two-class mixture of ``model0`` (class 0) and ``model1`` (class 1).
-
-    Used only when :mod:`featlab.data.mixture` is not available.
-
-    Convention:
-        ``sample(n, generator) -> (x, c)``: labels iid uniform on {0, 1} drawn first, then
-        class 0's samples, then class 1's, scattered into place; all on ``generator.device``.
-    """
-
-    def __init__(self, model0, model1):
-        self.models = (model0, model1)
-        self.D = model0.D
-
-    def sample(self, n: int, generator: torch.Generator | None = None):
-        dev = generator.device if generator is not None else torch.device("cpu")
-        c = torch.randint(0, 2, (n,), generator=generator, device=dev)
-        n1 = int(c.sum())
-        x0 = self.models[0].sample(n - n1, generator)
-        x1 = self.models[1].sample(n1, generator)
-        x = torch.empty((n,) + tuple(x0.shape[1:]), dtype=x0.dtype, device=dev)
-        x[c == 0] = x0
-        x[c == 1] = x1.to(x0.dtype)
-        return x, c
-
-
 def data_model(cfg: DataConfig, kind: str, c: int):
     """The data model of class ``c`` (0 short, 1 long) for ``kind`` in nlgp|clone|ising|ising_clone."""
     from ..data import NLGP, GaussianClone
@@ -162,12 +136,9 @@ def data_model(cfg: DataConfig, kind: str, c: int):
 
 def build_task(cfg: DataConfig, kind: str):
     """The two-class mixture of ``kind`` with class 0 = short range (ξ0 / T0), class 1 = long."""
-    m0, m1 = data_model(cfg, kind, 0), data_model(cfg, kind, 1)
-    try:
-        from ..data.mixture import Mixture
-    except ImportError:  # the mixture module lands separately
-        return PairTask(m0, m1)
-    return Mixture(m0, m1)
+    from ..data.mixture import Mixture
+
+    return Mixture(data_model(cfg, kind, 0), data_model(cfg, kind, 1))
 
 
 # ------------------------------------------------------------------------------------------------
