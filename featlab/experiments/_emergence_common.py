@@ -108,7 +108,8 @@ class TrainConfig:
     backend: str = F("auto", "SGD kernel: auto (numpy on cpu, torch on cuda), numpy, torch, autograd (oracle)",
                      choices=("auto", "numpy", "torch", "autograd"))
     dtype: str = F("float32", "arithmetic dtype of training and data", choices=("float32", "float64"))
-    chunk_size: int = F(16384, "samples drawn per sampler call (memory only)", ge=1, semantic=True)
+    chunk_size: int = F(16384, "samples drawn per sampler call: a memory/speed knob that keeps the "
+                        "distribution, but the random draws of a seed depend on it (so it is hashed)", ge=1)
 
 
 # ------------------------------------------------------------------------------------------------
