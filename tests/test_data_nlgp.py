@@ -212,3 +212,27 @@ def test_bad_arguments():
         GaussianClone(8, 1.0, 1.0, clone_formula="approx")
     with pytest.raises(ValueError, match="n must"):
         nlgp_marginal_kurtosis(1.0, n=50)
+
+
+@pytest.mark.cuda
+def test_all_models_sample_on_the_cuda_generator_device():
+    from featlab.data.elliptical import Elliptical, StudentT
+    from featlab.data.ising import Ising
+    from featlab.data.mixture import Mixture
+    from featlab.data.norta import KurK
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    models = [NLGP(8, 2.0, 3.0), NLGP(4, 1.0, 3.0, dim=2, boundary="open", jitter=1e-3),
+              GaussianClone(8, 2.0, 3.0), GaussianClone(8, 2.0, 3.0, boundary="open", jitter=1e-3),
+              KurK(8, 2.0, 5.0), Elliptical(8, 2.0), StudentT(8, 2.0), StudentT(8, 2.0, df=5.5),
+              Ising(8), Ising(8, boundary="open"), Ising(4, 2), Ising(4, 2, sampler="wolff"),
+              Ising(4, 2, sampler="metropolis"), Ising(6, sampler="followup_metropolis"),
+              Ising(6, sampler="original_metropolis")]
+    for m in models:
+        x = m.sample(64, g)
+        assert x.device.type == "cuda" and x.dtype == torch.float32 and torch.isfinite(x).all(), m
+    m = NLGP(8, 2.0, 3.0)
+    x = m.sample(100_000, g, dtype=torch.float64)
+    assert _rel(_emp_cov(x.cpu()), m.covariance()) < 1e-2
+    x, c = Mixture(NLGP(8, 1.0, 3.0), NLGP(8, 2.0, 3.0)).sample(32, g)
+    assert x.device.type == "cuda" and c.device.type == "cuda"

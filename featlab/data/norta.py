@@ -80,6 +80,11 @@ class KurK:
         Exact std σ_k of F⁻¹(U).
     marginal_kurtosis : float
         :func:`norta_marginal_kurtosis` (inf for k ≤ 4).
+
+    Convention:
+        x = F⁻¹(Φ(z/s))/σ_k with z the latent field (s² its realised site variance); samples
+        (n, L) or (n, L, L) row-major on ``generator.device``; ``covariance()`` exact under
+        ``standardise="exact"`` (see the module docstring).
     """
 
     def __init__(self, L: int, xi: float, k: float, dim: int = 1, boundary: str = "periodic",
