@@ -108,7 +108,8 @@ def test_2d_samplers_agree_on_larger_lattice():
     T, L, n = 3.0, 6, 400
     res = {}
     for smp, burn in (("swendsen_wang", 30), ("wolff", 80), ("metropolis", 100)):
-        x = Ising.from_temperature(T, L, 2, sampler=smp, burn_in_sweeps=burn).sample(n, _gen(4), dtype=torch.float64)
+        m = Ising.from_temperature(T, L, 2, sampler=smp, burn_in_sweeps=burn)
+        x = m.sample(n, _gen(4), dtype=torch.float64)
         E = ising_energy(x) / L**2
         res[smp] = (E.mean().item(), E.std().item() / math.sqrt(n))
     ref, se_ref = res["swendsen_wang"]

@@ -239,7 +239,8 @@ class Ising:
         if sampler == "exact" and dim != 1:
             raise ValueError("sampler='exact' exists only for dim=1; use 'swendsen_wang' or 'wolff'")
         if sampler == "metropolis" and boundary == "periodic" and L % 2:
-            raise ValueError(f"sampler='metropolis' (checkerboard) needs even L with periodic boundaries, got L={L}")
+            raise ValueError(f"sampler='metropolis' (checkerboard) needs even L with periodic "
+                             f"boundaries, got L={L}")
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta!r}")
         if burn_in_sweeps < 0 or sweeps_between_samples < 1:
@@ -469,7 +470,8 @@ class Ising:
 
     def _neighbour_table(self, dev) -> tuple[torch.Tensor, torch.Tensor]:
         """(D, 2·dim) neighbour indices of each flat site and a (D, 2·dim) validity mask."""
-        coords = torch.stack(torch.meshgrid(*[torch.arange(self.L)] * self.dim, indexing="ij"), -1).reshape(self.D, self.dim)
+        grid = torch.meshgrid(*[torch.arange(self.L)] * self.dim, indexing="ij")
+        coords = torch.stack(grid, -1).reshape(self.D, self.dim)  # (D, dim) row-major
         nb, ok = [], []
         for a in range(self.dim):
             for step in (1, -1):
