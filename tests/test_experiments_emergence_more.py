@@ -103,7 +103,8 @@ def test_presets_are_valid_and_quirk_is_recorded():
 
 @pytest.mark.slow
 def test_emergence_theory_tiny_end_to_end(tmp_path):
-    out = _run(tmp_path, "emergence-theory", "steps=300", "n_cumulant=5000")
+    out = _run(tmp_path, "emergence-theory", "L=20", "steps=300", "n_cumulant=5000", "quad_nodes=6", "n_starts=4",
+               "hopm_iter=60")  # tiny itself takes ~11 s
     s = out["summary"]
     assert {"ipr_ode_nlgp", "ipr_ode_taylor", "ipr_ode_gaussian", "ipr_sim_nlgp", "ipr_sim_clone",
             "overlap_ode_sim_nlgp", "zeig_ipr_nlgp_quadrature", "zeig_ipr_clone_samples",
