@@ -207,3 +207,15 @@ def test_translation_averaged_covariance_equals_explicit_average():
             Y = torch.roll(X, (r, c), (1, 2)).reshape(7, D)
             want += Y.T @ Y / 7
     assert torch.allclose(C, want / D, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampler", ["swendsen_wang", "wolff", "metropolis"])
+def test_1d_chain_samplers_match_ring_formula(sampler):
+    T, N, n = 1.5, 10, 2000
+    m = Ising.from_temperature(T, N, sampler=sampler, burn_in_sweeps=60 if sampler != "wolff" else 150)
+    x = m.sample(n, _gen(13), dtype=torch.float64)
+    t = math.tanh(1 / T)
+    for d in (1, 3):
+        want = ising_ring_correlation(N, t, d)
+        got = (x * torch.roll(x, d, 1)).mean().item()  # averaged over the N sites
+        assert got == pytest.approx(want, abs=0.05)
