@@ -226,7 +226,7 @@ class RFM(BaseKernelEstimator):
         return A.shape[1]
 
     def _gram(self, A: torch.Tensor, B: torch.Tensor, M: torch.Tensor, L: float) -> torch.Tensor:
-        return kernel_matrix(A, B, M, kind=self.kernel, bandwidth=L, batch_size=self._rows(B.shape[0]))
+        return kernel_matrix(A, B, M, kind=self.kernel, bandwidth=L, batch_size=self.batch_size)
 
     def _agop(self, Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: torch.Tensor, L: float
               ) -> torch.Tensor:
