@@ -38,7 +38,11 @@ class CNNConfig:
                         choices=("tanh", "erf", "relu"), tag="[code]")
     soft: bool = F(True, "readout fixed at 1/sqrt(nl) (True) or trained", tag="[code]")
     lr: float = F(0.05, "SGD lr of the filters (lr_l1) and conv bias", gt=0, tag="[paper?]")
-    init_bias_zero: bool = F(True, "zero conv bias at init (else PyTorch default uniform)", tag="[code]")
+    init_bias_zero: bool = F(True, "constant conv bias bias_init at init (else PyTorch default uniform)", tag="[code]")
+    bias_init: float = F(1.0, "initial conv bias when init_bias_zero: +1 with the positive fixed readout mirrors "
+                         "the FC long-range detectors (b v > 0, localised blobs); 0 is the reference's zero init, "
+                         "whose filters become short-range (oscillatory) detectors", tag="[design]")
+    lr_bias: float = F(0.0, "SGD lr of the conv bias; 0 = lr / D (as the FC committee's bias)", ge=0, tag="[design]")
     T: float = F(0.0, "final time of the CNN run (t = steps/D); 0 = train.T", ge=0,
                  cost="autograd step, ~0.3-1 ms per step on CPU")
 
@@ -117,6 +121,9 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
     dtype = torch.float32 if cfg.train.dtype == "float32" else torch.float64
     net = SoftConv(L, 1, k=c.k, banks=c.banks, activation=c.activation, soft=c.soft, init_bias_zero=c.init_bias_zero,
                    generator=ctx.generator("cnn_init"), dtype=dtype).to(ctx.device)
+    if c.init_bias_zero:
+        with torch.no_grad():
+            net.bias.fill_(c.bias_init)
     g_test = ctx.generator("test")
     x_t, c_t = task.sample(cfg.train.n_test, g_test, dtype=dtype)
 
@@ -129,7 +136,7 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
     with ctx.progress(total, desc="soft CNN", unit="step") as bar:
         res = train_modules([net], [sampler], [ctx.generator("data/0")],
                             [(x_t.reshape(len(x_t), -1), 1.0 - 2.0 * c_t.to(dtype))], T=T_cnn,
-                            lr=[net.param_lrs(c.lr)], bs=cfg.train.bs, time_unit=cfg.train.time_unit,
+                            lr=[net.param_lrs(c.lr, lr_bias=c.lr_bias or c.lr / D)], bs=cfg.train.bs, time_unit=cfg.train.time_unit,
                             n_evals=cfg.train.n_evals, targets="original", progress=bar, desc="soft CNN")
     ctx.check_finite(torch.as_tensor(res.mse[-1]).sum(), "CNN test MSE")
     filt = net.filters.detach().cpu().numpy().astype(np.float64)  # (banks, k)
@@ -153,7 +160,7 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
                     f"{cfg.n_seeds} seeds) and soft-CNN filters (middle; k = {c.k}, zero-padded), each rolled to its "
                     f"circular centre at L/2 and scaled to unit peak; right: FWHM of the w^2 profiles in sites. "
                     f"1D L={L}, xi={d.xi}, g={d.gain} ({d.gain_convention}); CNN {c.activation}, banks={c.banks}, "
-                    f"lr={c.lr}, soft={c.soft}.")
+                    f"lr={c.lr}, soft={c.soft}, bias init {c.bias_init if c.init_bias_zero else 'default'}.")
     return summary
 
 
