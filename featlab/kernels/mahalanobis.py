@@ -132,14 +132,13 @@ def grad_weights(Q: torch.Tensor, X: torch.Tensor, M: torch.Tensor | None, *,
         Gaussian: K~ = k_M / L^2. The 1/L factor is folded into K~.
     """
     kind = KernelKind(kind)
-    QM = apply_M(Q, M)
-    XM = apply_M(X, M)
-    qq = (QM * Q).sum(-1)  # (m,)
-    qx = (XM * X).sum(-1)  # (n,)
-    D2 = (QM @ X.T).mul_(-2).add_(qq[:, None]).add_(qx[None, :]).clamp_(min=0)  # (m, n)
+    left, right = _augment(Q, X, M, 1.0)
+    d = Q.shape[1]
+    thr = self_tol(Q.dtype) * float(left[:, d].max() + right[:, d + 1].max()) + 1e-20
+    D2 = (left @ right.T).clamp_(min=0)  # (m, n) squared M-distances
     if kind == KernelKind.GAUSSIAN:
         return D2.mul_(-0.5 / bandwidth**2).exp_().div_(bandwidth**2)
-    mask = D2 <= self_tol(Q.dtype) * float(qq.max() + qx.max()) + 1e-20
+    mask = D2 <= thr  # self pairs
     r = D2.sqrt_()
-    Kt = torch.exp(-r / bandwidth) / (bandwidth * r.clamp(min=1e-300 if Q.dtype == torch.float64 else 1e-30))
-    return Kt.masked_fill_(mask, 0.0)
+    Kt = torch.exp(r * (-1.0 / bandwidth))
+    return Kt.div_(r.mul_(bandwidth).clamp_(min=1e-300 if Q.dtype == torch.float64 else 1e-30)).masked_fill_(mask, 0.0)
