@@ -138,3 +138,17 @@ def test_exception():
         cumulant4(torch.zeros(3))
     with pytest.raises(ValueError, match="gain_convention"):
         nlgp_covariance(_kernel(4, 1.0), 1.0, "new")
+
+
+def test_quadrature_matches_the_featlab_nlgp_data_model():
+    from featlab.data import NLGP
+
+    m = NLGP(L=8, xi=2.0, gain=1.5)
+    C = m.latent.covariance()
+    assert torch.allclose(nlgp_covariance(C, 1.5), m.covariance(), atol=1e-12)
+    X = m.sample(100_000, torch.Generator().manual_seed(8), dtype=torch.float64)
+    K = cumulant4(X, "translation_invariant", Sigma=m.covariance())
+    Kq = nlgp_cumulant4(C, 1.5, n_nodes=20)
+    # the TI estimate averages over 8 strongly correlated translations: bound by the dense standard error
+    se = _entry_se(X.reshape(len(X), -1))[0]
+    assert ((K - Kq).abs() / se).max() < 5.0
