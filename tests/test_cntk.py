@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from featlab.kernels.cntk import cntk, relu_kappa
+from featlab.kernels._cntk import cntk, relu_kappa
 
 
 def _imgs(n=5, c=2, H=5, W=5, seed=0):

@@ -9,7 +9,7 @@ _EXPORTS: dict[str, str] = {
     "RFM": "rfm",
     "Solver": "solvers",
     "TestSetGuard": "deep_convrfm",
-    "cntk": "cntk",
+    "cntk": "_cntk",
     "edge_map": "viz",
     "gaussian_kernel": "mahalanobis",
     "kernel_agop": "rfm",

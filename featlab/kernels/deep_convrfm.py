@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ._estimator import BaseKernelEstimator, Constraint, resolve_generator, to_tensor
-from .cntk import cntk_from_patches
+from ._cntk import cntk_from_patches
 from .convrfm import extract_patches
 from .solvers import ridge_solve_grid
 from .viz import sqrtm_psd

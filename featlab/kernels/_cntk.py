@@ -5,6 +5,9 @@ a q x q conv on patches (stride q on the patch-expanded image = stride 1 on the 
 (depth - 1) x [q x q conv, stride 1, VALID], each conv followed by sqrt(2) ReLU, then
 Flatten -> Dense. No bias, no pooling: only spatially aligned positions interact, so every
 map is a per-position covariance of shape (n_x, n_z, H_l, W_l).
+
+The module is private (``_cntk``) so that importing it cannot shadow the public function
+``featlab.kernels.cntk`` with a submodule of the same name.
 """
 from __future__ import annotations
 
