@@ -66,9 +66,9 @@ def paper() -> EmergenceTheoryConfig:
 
 
 def tiny() -> EmergenceTheoryConfig:
-    """D = 24, 600 steps of batch 1000; small cumulant estimates: ~20 s on 2 cores."""
-    return dataclasses.replace(EmergenceTheoryConfig(), L=24, steps=600, batch=1000, lr=0.2, n_cumulant=20_000,
-                               quad_nodes=8, n_starts=8, hopm_iter=150, n_snapshots=20)
+    """D = 32, 600 steps of batch 1000; small cumulant estimates: ~10 s on 2 cores."""
+    return dataclasses.replace(EmergenceTheoryConfig(), L=32, steps=600, batch=1000, lr=0.2, n_cumulant=20_000,
+                               quad_nodes=8, n_starts=8, hopm_iter=100, n_snapshots=20)
 
 
 def _ipr(w: np.ndarray) -> np.ndarray:
@@ -297,7 +297,7 @@ def _check_tensor(s):
     if a is None:
         return "n/a", None
     return (f"Z-eigenvector IPR NLGP {a:.3f}, clone {c:.3f}; overlap with RF "
-            f"{s.get('zeig_overlap_rf_nlgp_quadrature', float('nan')):.3f}", bool(a > 2 * base and a > c))
+            f"{s.get('zeig_overlap_rf_nlgp_quadrature', float('nan')):.3f}", bool(a > 1.5 * base and a > 2 * c))
 
 
 EXPERIMENT = register(Experiment(
@@ -313,7 +313,8 @@ EXPERIMENT = register(Experiment(
         Claim("The analytical model matches simulations", "Ingrosso & Goldt 2022 (analytical model vs simulation); "
               "LSG Fig. 3", "aligned overlap ODE/SGD final w > 0.8 and IPRs within 50%", _check_ode_matches_sim),
         Claim("Receptive-field formation is linked to tensor decomposition of higher-order input correlations",
-              "Ingrosso & Goldt 2022, abstract", "NLGP Z-eigenvector IPR > 2 x baseline and > the clone's",
+              "Ingrosso & Goldt 2022, abstract", "NLGP Z-eigenvector IPR > 1.5 x 3/(D+2) and > 2 x the clone's (a bump of width ~xi1 has a "
+              "D-independent IPR, so the margin over 3/(D+2) grows with D)",
               _check_tensor),
     ),
 ))
