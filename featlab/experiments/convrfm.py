@@ -195,6 +195,7 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
                                       padding=True, dtype=dc.dtype, device=dev,
                                       random_state=seed).fit(Xtr, ytr, test_set=guard)
                     summary[f"test_reads_during_fit_deep_convrfm_{task}"] = guard.accesses
+                    summary["deep_convrfm_protocol"] = est.protocol_record_
                     acc = est.score(Xte, yte)
                 else:
                     acc, _ = _cnn(cfg.cnn, Xtr, ytr, Xte, yte, n_classes, ctx.generator(f"cnn/{task}"), dev)
@@ -210,8 +211,8 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
         summary["mean_gain_convrfm_over_fixed"] = float(np.mean(gains))
     ctx.save_arrays(**{f"M_{t}": M for t, (M, _) in Ms.items()})
     ctx.save_figure(figure_table(table), "accuracy_table",
-                    "Test accuracy of each method on each task (selection on validation splits"
-                    + (", CNN epoch on test" if cfg.cnn.select_on_test else "") + ").")
+                    "Test accuracy of each method on each task; model selection on validation splits of "
+                    "the training data unless a reference quirk listed here selects on the test set.")
     if curves:
         ctx.save_figure(figure_curves(curves), "accuracy_vs_iteration",
                         "ConvRFM validation accuracy against the iteration t (t = 0: fixed kernel M = I).")
