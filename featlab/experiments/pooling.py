@@ -261,7 +261,7 @@ def _run(cfg: PoolingConfig, ctx) -> dict:
     # N = 8·F^depth keeps A_k <= N/8: the probes never all share one output (deno -> 0)
     N = 8 * m.F ** m.depth
     theo = {"stride": constant_filters(m.F, m.F, m.depth, N, generator=ctx.generator("theory"),
-                                       n_probe=min(N, 256)),
+                                       n_probe=None if N <= 2048 else 512),  # all: exact D_k
             "nostride": constant_filters(max(m.F, 2), 1, m.depth, N, n_probe=8, n_noise=16,
                                          generator=ctx.generator("theory"))}
     for name in VARIANTS:
