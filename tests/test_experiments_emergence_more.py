@@ -68,6 +68,10 @@ def test_claim_checks_on_synthetic_summaries():
     assert get("emergence-cnn").claims[0].check({"width_ratio": float("nan"), "n_localised_fc": 0})[1] is None
     assert get("emergence-ising").claims[0].check({"ipr_ising_1d": 0.2, "ipr_clone_1d": 0.05,
                                                    "ipr_baseline_1d": 0.07})[1] is True
+    two_d = {"ipr_ising_2d": 0.02, "ipr_clone_2d": 0.02, "ipr_baseline_2d": 0.045}
+    chk = get("emergence-ising").claims[0].check
+    assert chk(dict(two_d, n_localised_any_ising_2d=2, n_localised_any_clone_2d=0))[1] is True
+    assert chk(dict(two_d, n_localised_any_ising_2d=2, n_localised_any_clone_2d=1))[1] is False
 
 
 def test_config_checks_name_the_field():
