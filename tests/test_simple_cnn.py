@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as Fn
 
 from featlab.models.simple_cnn import SimpleCNN, circular_padding
 from featlab.probes.hooks import capture
