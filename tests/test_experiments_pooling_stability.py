@@ -143,3 +143,9 @@ def test_pooling_2d_end_to_end(tmp_path, one_thread):
     arr = np.load(path / "arrays.npz")
     assert np.allclose(arr["stride_A"], [2, 4, 8])  # linear receptive-field size per block
     assert arr["stride_trained_D"].shape == (3,) and np.all(np.isfinite(arr["stride_trained_D"]))
+
+
+def test_stability_cifar_without_path_is_a_clear_error(tmp_path):
+    r = CliRunner().invoke(main, ["run", "stability", "--set", "data.dataset=cifar10", "--out", str(tmp_path),
+                                  "--quiet"])
+    assert r.exit_code != 0 and "data.path" in r.output
