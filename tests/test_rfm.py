@@ -261,3 +261,17 @@ def test_cuda_matches_cpu():
     b = RFM(n_iter=2, random_state=0, device="cuda").fit(X.cuda(), y)
     assert b.M_.is_cuda
     torch.testing.assert_close(b.M_.cpu(), a.M_, rtol=1e-8, atol=1e-10)
+
+
+def test_solver_restores_K_and_rescues_indefinite_cholesky():
+    X, _, _, g = _data(n=30)
+    K = laplace_kernel(X, X, bandwidth=3.0)
+    K0 = K.clone()
+    Y = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    ridge_solve(K, Y, 1e-2, "cholesky")
+    torch.testing.assert_close(K, K0, rtol=0, atol=1e-15)
+    Kneg = K0 - 2 * torch.eye(30, dtype=torch.float64)  # indefinite: Cholesky fails
+    a = ridge_solve(Kneg, Y, 1e-3, "cholesky")
+    bump = 1e-2 * float((Kneg + 1e-3 * torch.eye(30, dtype=torch.float64)).abs().sum(1).max())
+    ref = torch.linalg.solve(Kneg + (1e-3 + bump) * torch.eye(30, dtype=torch.float64), Y)
+    torch.testing.assert_close(a, ref, rtol=1e-9, atol=1e-12)
