@@ -242,8 +242,8 @@ def figure_table(table: dict[str, dict[str, float]]):
         bars = a.bar(np.arange(len(tasks)) + j * w, vals, w, label=m)
         a.bar_label(bars, fmt="%.2f", fontsize=6)
     a.set_xticks(np.arange(len(tasks)) + 0.4 - w / 2, tasks)
-    a.set(ylabel="test accuracy (fraction)", ylim=(0, 1.1))
-    a.legend(ncols=2)
+    a.set(ylabel="test accuracy (fraction)", ylim=(0, 1.25))
+    a.legend(ncols=len(methods), loc="upper center")
     return fig
 
 
