@@ -53,7 +53,8 @@ def paper() -> EmergenceConfig:
     boundaries and g = 3 are [inferred] (the reference's ``--pbc``/``--gain`` are unknown).
 
     Calibration so far (seed 0, t = 3000, featlab): periodic g = 3 gives ipr_nlgp = 0.0117
-    (interior blobs for b = +1, checkerboards for b = −1) and ipr_clone = 0.0041; open
+    (interior blobs for b = +1, checkerboards for b = −1) and ipr_clone = 0.0041; periodic
+    g = 10 gives 0.0179 against 0.0041; open
     boundaries give ipr_nlgp = 0.027 with the blobs pinned to the corners and a clone that
     also leaves the baseline (0.010). The cover figure's plateau ≈ 0.055 is not reached yet.
     """
