@@ -14,6 +14,10 @@ see torch's C++ allocations, so it is not used.
 
     python benchmarks/bench_patch_agop.py            # 256 images (the spec's setting)
     python benchmarks/bench_patch_agop.py --quick    # 32 images
+
+On a shared, loaded machine set OMP_NUM_THREADS=1: the fast path's many small batched matmuls
+wait on OpenMP barriers when another process holds a core (measured 4× slower with 2 threads
+under load than with 1), which understates the speed-up; the oracle's large matmuls suffer less.
 """
 from __future__ import annotations
 
