@@ -37,11 +37,17 @@ def extract_patches(X: torch.Tensor, patch_size: int, padding: str = "zero") -> 
     return F.unfold(X, q).transpose(1, 2).contiguous()  # (n, P, c q^2)
 
 
-def _sq_dist_positions(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None):
-    """Per-position squared M-distances (Pc, na, nb) and the quadratic forms; A: (Pc, na, D)."""
-    AM, BM = apply_M(A, M), apply_M(B, M)
-    qa, qb = (AM * A).sum(-1), (BM * B).sum(-1)  # (Pc, na), (Pc, nb)
-    D2 = torch.baddbmm(qa[:, :, None] + qb[:, None, :], AM, B.transpose(1, 2), alpha=-2.0)
+def _sq_dist_positions(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None, scale: float = 1.0):
+    """Per-position scale * squared M-distances (Pc, na, nb), clamped at 0, from one bmm of
+    augmented factors [-2 a M, a^T M a, 1] [b, 1, b^T M b]^T; also returns the quadratic forms
+    and the M-transformed patches. A: (Pc, na, D), B: (Pc, nb, D)."""
+    AM = apply_M(A, M)
+    BM = AM if B is A else apply_M(B, M)
+    qa = (AM * A).sum(-1)  # (Pc, na)
+    qb = qa if B is A else (BM * B).sum(-1)  # (Pc, nb)
+    left = torch.cat([AM * (-2 * scale), (qa * scale)[..., None], torch.full_like(qa, scale)[..., None]], -1)
+    right = torch.cat([B, torch.ones_like(qb)[..., None], qb[..., None]], -1)
+    D2 = torch.bmm(left, right.transpose(1, 2))  # (Pc, na, nb)
     return D2.clamp_(min=0), qa, qb, AM, BM
 
 
@@ -61,13 +67,13 @@ def patch_kernel(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None, *, ki
     for s in range(0, P, pc):
         a = A[:, s:s + pc].transpose(0, 1).contiguous()  # (Pc, na, D)
         b = a if same else B[:, s:s + pc].transpose(0, 1).contiguous()  # (Pc, nb, D)
-        D2 = _sq_dist_positions(a, b, M)[0]
+        scale = 1.0 / bandwidth**2 if kind == KernelKind.LAPLACE else 0.5 / bandwidth**2
+        D2 = _sq_dist_positions(a, b, M, scale)[0]  # (Pc, na, nb), already / L^2 or / 2L^2
         if same:
             D2.diagonal(dim1=1, dim2=2).zero_()
         if kind == KernelKind.LAPLACE:
-            K += D2.sqrt_().mul_(-1.0 / bandwidth).exp_().sum(0)
-        else:
-            K += D2.mul_(-0.5 / bandwidth**2).exp_().sum(0)
+            D2.sqrt_()
+        K += D2.neg_().exp_().sum(0)
     return K / P
 
 
