@@ -168,3 +168,22 @@ def test_cli_run_show_list(tmp_path):
     assert "toy-test" in lst.output
     f = CliRunner().invoke(main, ["list", "--fields", "toy-test"])
     assert "data.boundary" in f.output and "periodic, open" in f.output
+
+
+def test_threads_field_is_applied_for_the_run_and_restored(tmp_path):
+    import torch
+
+    seen = {}
+
+    def _probe_run(cfg, ctx):
+        seen["threads"] = torch.get_num_threads()
+        return {}
+
+    exp = register(Experiment(name="threads-test", summary="test only", config=ToyConfig,
+                              presets={"tiny": ToyConfig}, run=_probe_run))
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    res = execute(exp, replace(ToyConfig(), threads=target), tmp_path, quiet=True)
+    assert seen["threads"] == target and torch.get_num_threads() == before
+    assert config_hash(replace(ToyConfig(), threads=target)) == config_hash(ToyConfig())  # not semantic
+    assert res.rundir.status() == "done"

@@ -86,8 +86,6 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class PoolingConfig(ExperimentConfig):
-    threads: int | None = F(None, "torch CPU threads during the run (None: torch's default); small "
-                            "nets run much faster on 1 thread on a shared machine", ge=1, semantic=False)
     data: DataConfig = sub(DataConfig, "1D scale-detection data (§6.2)")
     model: ModelConfig = sub(ModelConfig, "SimpleCNN (§6.3)")
     train: TrainConfig = sub(TrainConfig, "SGD on the hinge loss")
@@ -200,17 +198,6 @@ def _load(cfg: PoolingConfig, ctx):
 
 
 def run(cfg: PoolingConfig, ctx) -> dict:
-    """Run with ``cfg.threads`` torch CPU threads (restored afterwards)."""
-    n0 = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(n0)
-
-
-def _run(cfg: PoolingConfig, ctx) -> dict:
     from ..models.simple_cnn import SimpleCNN
     from ..theory.cnn_constant_filters import PREDICTED_EXPONENTS, constant_filters
 

@@ -72,8 +72,6 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class StabilityConfig(ExperimentConfig):
-    threads: int | None = F(None, "torch CPU threads during the run (None: torch's default); small "
-                            "nets run much faster on 1 thread on a shared machine", ge=1, semantic=False)
     data: DataConfig = sub(DataConfig, "image data and corruption")
     nets: NetsConfig = sub(NetsConfig, "architectures")
     train: TrainConfig = sub(TrainConfig, "training (§8.1)")
@@ -160,17 +158,6 @@ def fit_power_law(R, err) -> tuple[float, float, float]:
 
 
 def run(cfg: StabilityConfig, ctx) -> dict:
-    """Run with ``cfg.threads`` torch CPU threads (restored afterwards)."""
-    n0 = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(n0)
-
-
-def _run(cfg: StabilityConfig, ctx) -> dict:
     from ..models.zoo import get
     from ..probes import shuffle_channels
     from ..train import fit_classifier

@@ -7,6 +7,7 @@ Order of events (see :mod:`featlab.runs.rundir` for the layout):
 2. ``OUT/<experiment>/<hash12>/``: if it is ``DONE`` and ``force`` is off, skip it. Any other
    existing directory (killed, crashed, diverged, or forced) is cleared and redone.
 3. Write ``config.json`` first, then run, appending metrics and saving arrays and figures.
+   ``cfg.threads`` (when set) fixes torch's CPU thread count for the run; it is restored after.
 4. On NaN/inf (:class:`DivergenceError`), an exception or Ctrl-C, write ``FAILED`` with the
    reason and traceback, log it, and re-raise: no ``DONE``.
 5. Write ``summary.json``, then ``DONE`` by atomic rename.
@@ -138,6 +139,9 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
     log.info("run %s -> %s", exp.name, rundir.path)
     if quirks:
         log.info("reference quirks active: %s", ", ".join(quirks))
+    n_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
         summary = exp.run(cfg, ctx) or {}
         summary = {"experiment": exp.name, **summary}
@@ -158,6 +162,7 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
             raise
         raise RunFailed(f"{exp.name} {reason}: {msg} (see {rundir.failed})", rundir, reason) from e
     finally:
+        torch.set_num_threads(n_threads)
         for h in handlers:
             log.removeHandler(h)
             h.close()
