@@ -160,6 +160,65 @@ def test_white_field_control_non_extensive_xi_0p1():
     assert g.covariance()[0, 1] > 0.6
 
 
+# ---------------------------------------------------------------- FFT backends (scipy CPU fast path)
+
+def _clone_like_image(L, dim):
+    """A non-separable circulant image (an entrywise function of a kron), like the clone's."""
+    f = LatentField(L, 1.7, dim=dim)
+    return torch.asin(0.8 * f.sampler.row_image)
+
+
+@pytest.mark.parametrize("dim,L", [(1, 9), (1, 16), (2, 5), (2, 8)])
+def test_fft_backends_realise_the_same_linear_map(dim, L):
+    # exact: the two backends applied to the identity basis give the same matrix A (float64),
+    # and A Aᵀ is the realised covariance C_eff (odd and even L: the Nyquist column differs)
+    s = CirculantGaussian(_clone_like_image(L, dim))
+    D, shape = L**dim, (L,) * dim
+    eye = torch.eye(D, dtype=torch.float64).reshape((D,) + shape)
+    A_scipy = s.transform(eye, backend="scipy").reshape(D, D)
+    A_torch = s.transform(eye, backend="torch").reshape(D, D)
+    assert torch.allclose(A_scipy, A_torch, rtol=0, atol=1e-13)
+    assert torch.allclose(A_scipy.T @ A_scipy, s.covariance(), rtol=0, atol=1e-12)
+    assert torch.allclose(A_scipy, A_scipy.T, atol=1e-13)  # the symmetric square root
+
+
+def test_fft_backends_same_samples_float32_and_seed_stream(monkeypatch):
+    import featlab.data.latent as latent
+
+    s = LatentField(20, 3.0, dim=2).sampler
+    eps = torch.randn(300, 20, 20, generator=_gen(5))
+    ref = s.transform(eps, backend="torch")
+    fast = s.transform(eps)  # auto -> scipy on CPU float32
+    assert fast.dtype == torch.float32 and fast.shape == eps.shape
+    assert torch.allclose(fast, ref, rtol=0, atol=2e-5)
+    # the block loop (several scipy blocks, then the copy into the output) gives the same values
+    monkeypatch.setattr(latent, "FFT_BLOCK", 400 * 7)
+    assert torch.equal(s.transform(eps), fast)
+    # sample() = transform(randn from the same generator): the seed stream is unchanged
+    x = s.sample(300, _gen(5))
+    assert torch.allclose(x, ref, rtol=0, atol=2e-5)
+
+
+def test_fft_backend_auto_choice_and_bad_arguments():
+    from featlab.data.latent import FFTBackend, resolve_fft_backend
+
+    e32 = torch.zeros(2, 4)
+    assert resolve_fft_backend("auto", e32) is FFTBackend.SCIPY
+    assert resolve_fft_backend("auto", e32.double()) is FFTBackend.SCIPY
+    assert resolve_fft_backend("auto", e32.half()) is FFTBackend.TORCH
+    assert resolve_fft_backend("auto", e32.clone().requires_grad_()) is FFTBackend.TORCH
+    with pytest.raises(ValueError, match="backend"):
+        resolve_fft_backend("numpy", e32)
+    with pytest.raises(ValueError, match="backend"):
+        resolve_fft_backend("scipy", e32.half())
+    s = LatentField(4, 1.0).sampler
+    assert s.transform(torch.zeros(0, 4)).shape == (0, 4)
+    # a tensor that requires grad still maps (torch path) and keeps its graph
+    e = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = s.transform(e)
+    assert y.requires_grad and torch.allclose(y, s.transform(e.detach()), atol=1e-13)
+
+
 # ---------------------------------------------------------------- API
 
 def test_bad_arguments():

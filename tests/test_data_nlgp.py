@@ -130,6 +130,15 @@ def test_convention_gain_original_vs_followup_same_latent_draw():
     assert not torch.allclose(NLGP(13, 2.0, g, gain_convention="followup").transform(z), mo.transform(z))
 
 
+def test_sample_is_transform_of_the_latent_draw_same_seed():
+    # sample() applies erf in place on the fresh latent draw: same values as transform(z)
+    m = NLGP(12, 2.0, 3.0, dim=2)
+    for dt in (torch.float32, torch.float64):
+        want = m.transform(m.latent.sample(40, _gen(7), dtype=dt))
+        got = m.sample(40, _gen(7), dtype=dt)
+        assert got.dtype == dt and torch.equal(got, want)
+
+
 def test_limit_g1_uniform_marginal():
     x = NLGP(16, 1.0, 1.0).sample(20000, _gen(8), dtype=torch.float64)[:, 3].numpy()
     r3 = math.sqrt(3)

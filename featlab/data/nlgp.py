@@ -184,7 +184,8 @@ class NLGP:
     def sample(self, n: int, generator: torch.Generator | None = None, *,
                dtype: torch.dtype = torch.float32, chunk_size: int = CHUNK) -> torch.Tensor:
         """n samples (n, L) or (n, L, L) on ``generator.device``."""
-        return self.transform(self.latent.sample(n, generator, dtype=dtype, chunk_size=chunk_size))
+        z = self.latent.sample(n, generator, dtype=dtype, chunk_size=chunk_size)
+        return torch.erf(z.mul_(self.a), out=z).div_(self.normaliser)  # = transform(z), in place
 
     def covariance(self) -> torch.Tensor:
         """Exact covariance (D, D) float64 of the samples (the Gaussian clone's covariance)."""
