@@ -50,3 +50,13 @@ def test_convrfm_experiment_tiny_shrunk(tmp_path):
     figs = {p.name for p in (rd / "figures").iterdir()}
     assert {"accuracy_table.png", "accuracy_vs_iteration.png", "filters_row_signal.png",
             "edges_digits.png"} <= figs
+
+
+@pytest.mark.parametrize("name", ["rfm", "convrfm"])
+def test_presets_validate(name):
+    from featlab.config import validate
+    from featlab.experiments import get
+
+    exp = get(name)
+    for preset in exp.presets:
+        validate(exp.preset(preset))
