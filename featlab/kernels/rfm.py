@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ._estimator import BaseKernelEstimator, Constraint, resolve_generator, to_tensor
-from .mahalanobis import KernelKind, apply_M, grad_weights, kernel_matrix, sq_mahalanobis
+from .mahalanobis import apply_M, grad_weights, kernel_matrix, sq_mahalanobis
 from .solvers import Solver, ridge_solve_grid
 
 __all__ = ["RFM", "kernel_agop", "normalise_M", "matrix_power_psd"]
