@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .mahalanobis import KernelKind, apply_M, self_tol
-from .rfm import _BLOCK, RFM
+from .rfm import _BLOCK, RFM, accumulate_outer
 
 __all__ = ["ConvRFM", "extract_patches", "patch_kernel", "patch_agop_kernel"]
 
@@ -117,19 +117,9 @@ def patch_agop_kernel(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: 
     m, P, D = Q.shape
     n = A.shape[0]
     pc = chunk_size or max(1, _BLOCK // max(m * max(n, alpha.shape[1] * D), 1))
-    G = torch.zeros(D if diag else (D, D), dtype=Q.dtype, device=Q.device)
-    gsum = torch.zeros(D, dtype=Q.dtype, device=Q.device)
-    count = 0
-    for s in range(0, P, pc):
-        g = patch_grads(Q, A, alpha, M, kind=kind, bandwidth=bandwidth, positions=slice(s, s + pc))
-        g = g.reshape(-1, D)
-        G += (g * g).sum(0) if diag else g.T @ g
-        gsum += g.sum(0)
-        count += g.shape[0]
-    if centering:
-        mean = gsum / count
-        G -= count * (mean * mean if diag else torch.outer(mean, mean))
-    return G
+    blocks = (patch_grads(Q, A, alpha, M, kind=kind, bandwidth=bandwidth, positions=slice(s, s + pc))
+              for s in range(0, P, pc))
+    return accumulate_outer(blocks, D, diag=diag, centering=centering, like=Q)
 
 
 class ConvRFM(RFM):

@@ -77,13 +77,24 @@ def kernel_agop(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, M: torch.
     flattened (point, class) gradient vectors, pooled over classes (xRFM ``center_grads``).
     ``batch_size`` (query rows per block) never changes the result.
     """
-    d = Q.shape[1]
     bs = batch_size or max(1, _BLOCK // max(X.shape[0], 1))
-    G = torch.zeros(d if diag else (d, d), dtype=Q.dtype, device=Q.device)
-    gsum = torch.zeros(d, dtype=Q.dtype, device=Q.device)
+    blocks = (kernel_grads(Q[s:s + bs], X, alpha, M, kind=kind, bandwidth=bandwidth)
+              for s in range(0, Q.shape[0], bs))
+    return accumulate_outer(blocks, Q.shape[1], diag=diag, centering=centering, like=Q)
+
+
+def accumulate_outer(blocks, d: int, *, diag: bool = False, centering: bool = False,
+                     like: torch.Tensor) -> torch.Tensor:
+    """Sum of g g^T over the rows of gradient blocks (..., d), streamed block by block.
+
+    Returns (d, d), or its diagonal (d,) when ``diag``. ``centering`` subtracts the mean of
+    all rows (pooled over points, positions and classes), i.e. sum (g - gbar)(g - gbar)^T.
+    """
+    G = torch.zeros(d if diag else (d, d), dtype=like.dtype, device=like.device)
+    gsum = torch.zeros(d, dtype=like.dtype, device=like.device)
     count = 0
-    for s in range(0, Q.shape[0], bs):
-        g = kernel_grads(Q[s:s + bs], X, alpha, M, kind=kind, bandwidth=bandwidth).reshape(-1, d)
+    for g in blocks:
+        g = g.reshape(-1, d)  # (rows, d)
         G += (g * g).sum(0) if diag else g.T @ g
         gsum += g.sum(0)
         count += g.shape[0]
