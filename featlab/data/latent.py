@@ -33,8 +33,6 @@ __all__ = [
 #: Jitters tried in order by the open-boundary Cholesky sampler; the first that factorises wins.
 JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3)
 CHUNK = 2**14
-#: Elements per scipy FFT block (float32: 4 MiB): a block and its spectrum stay in cache.
-FFT_BLOCK = 2**20
 
 
 class FFTBackend(str, Enum):
@@ -48,8 +46,9 @@ class FFTBackend(str, Enum):
         threads (measured at 2D L = 20, float32: 3.6 vs 1.8 µs CPU per sample, torch 2.13).
     SCIPY
         ``scipy.fft.rfftn``/``irfftn`` (pocketfft, one worker, GIL released) on a zero-copy
-        numpy view of the CPU noise, in blocks of :data:`FFT_BLOCK` elements that stay in
-        cache; float32 stays float32. CPU float32/float64 only.
+        numpy view of the CPU noise; float32 stays float32. A draw of at most ``chunk_size``
+        samples is one rfftn and one irfftn call (few GIL hand-offs: the sampler usually runs
+        in a prefetch thread beside a Python-bound loop). CPU float32/float64 only.
     """
 
     TORCH = "torch"
@@ -226,8 +225,8 @@ class CirculantGaussian:
             self._sqrt_np[key] = self._sqrt(torch.device("cpu"), eps.dtype).numpy()
         s = self._sqrt_np[key]                                     # ([L,] L//2+1) real
         n = e.shape[0]
-        block = max(1, min(int(chunk_size), FFT_BLOCK // self.D))
-        if n <= block:  # one block: no output copy
+        block = max(1, int(chunk_size))
+        if n <= block:  # one block: no output copy (a fresh output array costs page faults)
             if n == 0:
                 return torch.from_numpy(np.empty_like(e))
             Y = sfft.rfftn(e, axes=self.dims, workers=1)           # (n, [L,] L//2+1) complex
