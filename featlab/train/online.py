@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -161,21 +160,11 @@ def _one_torch_thread(device):
 
 @contextlib.contextmanager
 def _shutdown(pool):
-    """Stop the prefetch pool; meanwhile a 0.2 ms GIL switch interval (restored after).
-
-    The prefetch thread needs the GIL back after each of its ~40 GIL-releasing calls per
-    chunk, and the Python-bound SGD loop only yields it when the switch interval expires
-    (5 ms by default): at 5 ms the sampler fell behind with two free cores (measured).
-    """
-    old = sys.getswitchinterval()
-    if pool is not None:
-        sys.setswitchinterval(min(old, 2e-4))
     try:
         yield
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-            sys.setswitchinterval(old)
 
 
 def _drive(kernel, samplers, generators, test, *, D, T, bs, time_unit, n_evals, chunk_size, t_min, prefetch,
