@@ -47,8 +47,8 @@ class FFTBackend(str, Enum):
     SCIPY
         ``scipy.fft.rfftn``/``irfftn`` (pocketfft, one worker, GIL released) on a zero-copy
         numpy view of the CPU noise; float32 stays float32. A draw of at most ``chunk_size``
-        samples is one rfftn and one irfftn call (few GIL hand-offs: the sampler usually runs
-        in a prefetch thread beside a Python-bound loop). CPU float32/float64 only.
+        samples is one rfftn and one irfftn call whose result is returned without a copy.
+        CPU float32/float64 only.
     """
 
     TORCH = "torch"
