@@ -239,3 +239,22 @@ def test_efficientnet_block_skip_and_drop_connect():
     assert any(dropped) and not all(dropped)
     blk.eval()
     assert torch.equal(blk(x), blk(x))
+
+
+def test_vanilla_takes_rectangular_inputs_and_is_seeded_by_the_generator():
+    import torch
+
+    from featlab.models import get
+
+    def build():
+        return get("vanilla", in_channels=1, num_classes=2, input_size=(16, 32), depth=2, width=4,
+                   generator=torch.Generator().manual_seed(3))
+
+    a, b = build(), build()
+    assert a.classifier[1].in_features == 4 * 16 * 32
+    x = torch.randn(2, 1, 16, 32)
+    assert torch.equal(a(x), b(x))  # every parameter, readout included, comes from the generator
+    import pytest
+
+    with pytest.raises(ValueError, match="input_size"):
+        get("vanilla", input_size=(16, 0))

@@ -136,8 +136,6 @@ def make_task(name: str, cfg: DataConfig, generator: torch.Generator):
 
 def _cnn(cfg: CNNMethod, Xtr, ytr, Xte, yte, n_classes, g, device):
     """Train the Vanilla CNN; returns (test accuracy, per-epoch selection-set accuracy)."""
-    from torch import nn
-
     from ..models import get
     from ..train import evaluate, fit_classifier
 
@@ -145,10 +143,9 @@ def _cnn(cfg: CNNMethod, Xtr, ytr, Xte, yte, n_classes, g, device):
     n_val = max(1, len(Xtr) // 10)
     va, tr = perm[:n_val], perm[n_val:]
     sel_x, sel_y = (Xte, yte) if cfg.select_on_test else (Xtr[va], ytr[va])
-    model = get("vanilla", in_channels=Xtr.shape[1], num_classes=n_classes, input_size=Xtr.shape[-2],
-                depth=cfg.depth, width=cfg.width, kernel_size=3, padding=1, generator=g)
-    if Xtr.shape[-1] != Xtr.shape[-2]:  # the zoo assumes square inputs; padding 1 keeps H x W
-        model.classifier[1] = nn.Linear(cfg.width * Xtr.shape[-2] * Xtr.shape[-1], n_classes, bias=False)
+    model = get("vanilla", in_channels=Xtr.shape[1], num_classes=n_classes,
+                input_size=(Xtr.shape[-2], Xtr.shape[-1]), depth=cfg.depth, width=cfg.width, kernel_size=3,
+                padding=1, generator=g)
     data = SimpleNamespace(x_train=Xtr[tr] if not cfg.select_on_test else Xtr,
                            y_train=ytr[tr] if not cfg.select_on_test else ytr, x_test=sel_x, y_test=sel_y)
     hist = fit_classifier(model, data, loss="mse", optimizer="adam", lr=cfg.lr, weight_decay=0.0,

@@ -8,8 +8,11 @@ __all__ = ["feature_shape", "check_positive"]
 
 
 @torch.no_grad()
-def feature_shape(features: nn.Module, in_channels: int, input_size: int, arch: str) -> tuple[int, ...]:
+def feature_shape(features: nn.Module, in_channels: int, input_size: int | tuple[int, int],
+                  arch: str) -> tuple[int, ...]:
     """Shape ``(C, H, W)`` of ``features`` applied to one ``(in_channels, s, s)`` image.
+
+    ``input_size`` is ``s`` (square) or ``(H, W)``.
 
     A dry run on zeros (train-mode BatchNorm sees one image; the running statistics are saved
     and restored). Raises ``ValueError`` naming ``arch`` and ``input_size`` when the input is
@@ -19,7 +22,7 @@ def feature_shape(features: nn.Module, in_channels: int, input_size: int, arch: 
     was_training = features.training
     features.eval()
     try:
-        out = features(torch.zeros(1, in_channels, input_size, input_size))
+        out = features(torch.zeros(1, in_channels, *image_hw(input_size)))
     except RuntimeError as e:
         raise ValueError(f"input_size={input_size}: too small for {arch} ({str(e).splitlines()[0]})") from None
     finally:
@@ -28,6 +31,14 @@ def feature_shape(features: nn.Module, in_channels: int, input_size: int, arch: 
     if out.numel() == 0:
         raise ValueError(f"input_size={input_size}: too small for {arch} (features are empty)")
     return tuple(out.shape[1:])
+
+
+def image_hw(input_size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` from ``s`` (square images) or an ``(H, W)`` pair of positive integers."""
+    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in hw):
+        raise ValueError(f"input_size must be a positive integer or an (H, W) pair, got {input_size!r}")
+    return hw  # type: ignore[return-value]
 
 
 def check_positive(**kw: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_positive, feature_shape
+from ._common import check_positive, feature_shape, image_hw
 
 __all__ = ["VanillaCNN"]
 
@@ -28,7 +28,9 @@ class VanillaCNN(nn.Module):
         Conv biases (reference: False).
     pool : {None, "max", "avg"}
         Optional 2×2/stride-2 pooling after each block ([design] option; default None).
-    in_channels, input_size, num_classes : int
+    in_channels, num_classes : int
+    input_size : int or (int, int)
+        Square side, or ``(H, W)`` for rectangular images.
 
     Raises
     ------
@@ -38,10 +40,11 @@ class VanillaCNN(nn.Module):
 
     def __init__(self, depth: int = 4, width: int = 64, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, bias: bool = False, pool: str | None = None, *,
-                 in_channels: int = 3, input_size: int = 32, num_classes: int = 10):
+                 in_channels: int = 3, input_size: int | tuple[int, int] = 32, num_classes: int = 10):
         super().__init__()
         check_positive(depth=depth, width=width, kernel_size=kernel_size, stride=stride,
-                       in_channels=in_channels, input_size=input_size, num_classes=num_classes)
+                       in_channels=in_channels, num_classes=num_classes)
+        image_hw(input_size)
         if not isinstance(padding, int) or padding < 0:
             raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
         if pool not in (None, "max", "avg"):

@@ -79,6 +79,7 @@ def get(name: str, *, in_channels: int = 3, num_classes: int = 10, input_size: i
         e.g. "vanilla", "lenet", "alexnet", "vgg11", "vgg11_bn", "resnet18", "fc4".
     in_channels, num_classes, input_size : int
         Input ``(B, in_channels, input_size, input_size)``; output ``(B, num_classes)``.
+        "vanilla" also takes ``input_size=(H, W)`` for rectangular images.
     generator : torch.Generator, optional
         Seeds the initialisation without touching the global RNG: one integer is drawn from
         it and the init runs under ``torch.random.fork_rng`` with that seed. None: the global
