@@ -221,3 +221,30 @@ def test_natural_patches_gray_and_color():
         assert (win - q[k, 0]).abs().amax(dim=(-1, -2)).min() == 0
     with pytest.raises(ValueError, match="size"):
         natural_patches(0, 1)
+
+
+def test_crafted_pickle_cannot_allocate_huge_arrays():
+    import pickle
+
+    import numpy as np
+    import pytest
+
+    from featlab.data.images import _cifar_batch
+    from featlab.data.safe_pickle import UnsafePickleError, safe_loads
+
+    class Huge:
+        def __reduce__(self):
+            return (np.ndarray, ((20_000_000_000,), np.dtype("u1")))
+
+    with pytest.raises(UnsafePickleError):
+        safe_loads(pickle.dumps({b"data": Huge(), b"labels": [0]}, protocol=2))
+    # shared-reference nested lists would explode in np.asarray: refused before any copy
+    row = [0] * 3072
+    with pytest.raises(ValueError, match="uint8 array"):
+        _cifar_batch(pickle.dumps({b"data": [row] * 1000, b"labels": [0] * 1000}, protocol=2), b"labels")
+    # a genuine array round-trips through the restricted unpickler
+    x = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    got, y = _cifar_batch(pickle.dumps({b"data": x, b"labels": [1, 2]}, protocol=2), b"labels")
+    assert got.shape == (2, 3, 32, 32) and np.array_equal(got.reshape(2, -1), x) and list(y) == [1, 2]
+    with pytest.raises(ValueError, match="labels"):
+        _cifar_batch(pickle.dumps({b"data": x, b"labels": [1]}, protocol=2), b"labels")

@@ -180,12 +180,30 @@ def _cifar_members(root: Path, dirname: str, archive: str, what: str, names: lis
     raise _missing(what, root, expected)
 
 
+_CIFAR_MAX_ROWS = 50000  # CIFAR-100's train file holds all 50,000 rows
+
+
 def _cifar_batch(raw: bytes, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     d = safe_loads(raw)
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise ValueError(f"not a CIFAR batch (needs keys b'data' and {label_key!r})")
-    x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # (N, 3, 32, 32)
-    y = np.asarray(d[label_key], dtype=np.int64)
+    data, labels = d[b"data"], d[label_key]
+    # Validate before any copy: a crafted file must not make us build a huge array.
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3072 and data.shape[0] <= _CIFAR_MAX_ROWS):
+        raise ValueError("not a CIFAR batch: b'data' must be a uint8 array of shape (N, 3072), "
+                         f"N <= {_CIFAR_MAX_ROWS}")
+    n = data.shape[0]
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+    else:
+        ok = isinstance(labels, list) and all(type(v) is int for v in labels)
+    if not ok or len(labels) != n:
+        raise ValueError(f"not a CIFAR batch: {label_key!r} must be {n} integer labels")
+    x = data.reshape(n, 3, 32, 32)  # (N, 3, 32, 32)
+    y = np.asarray(labels, dtype=np.int64)
+    if n and (y.min() < 0 or y.max() >= 100):
+        raise ValueError(f"not a CIFAR batch: {label_key!r} values must lie in [0, 100)")
     return x, y
 
 
