@@ -129,6 +129,9 @@ class RFM(BaseKernelEstimator):
         |S|, the number of training points where gradients are taken.
     agop_sampling : {"random", "first"}
         Seeded sample without replacement each iteration, or the first |S| points (xRFM).
+        "first" means first among the *training* rows: with ``validation_fraction > 0`` and no
+        ``eval_set``, those rows have been through the seeded validation split's shuffle, so
+        for parity with xRFM pass an explicit ``eval_set`` (as xRFM also needs).
     solver : {"cholesky", "solve", "eigh"}
         See :class:`featlab.kernels.Solver`.
     selection : {"val", "last"}
