@@ -111,3 +111,19 @@ def test_cli_tiny_end_to_end(tmp_path):
     assert all(c.check(s)[1] is not False for c in EXPERIMENT.claims[1:])
     figs = {p.name for p in (rd / "figures").iterdir()}
     assert {"receptive_fields.png", "ipr_vs_t.png", "accuracy_vs_t.png", "receptive_fields.pdf"} <= figs
+
+
+def test_figures_label_the_clock_that_was_used(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from featlab.cli import main
+
+    r = CliRunner().invoke(main, ["run", "emergence", "--preset", "tiny", "--out", str(tmp_path), "--quiet",
+                                  "--set", "train.time_unit=samples", "--set", "train.bs=4",
+                                  "--set", "train.T=20"])
+    assert r.exit_code == 0, r.output
+    caps = json.loads(next(tmp_path.rglob("captions.json")).read_text())
+    assert "t = samples/D" in caps["ipr_vs_t"] and "steps/D" not in caps["ipr_vs_t"]
+    assert "t = samples/D" in caps["accuracy_vs_t"]

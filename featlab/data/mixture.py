@@ -5,7 +5,8 @@ Convention:
     class 0 is the *short*-ξ model and class 1 the long-ξ one (sgoldt/conv_emerge
     ``tasks.Mixture``: ξ = (0.1, 0.5) extensive). Targets (:func:`targets`):
     ``"original"`` (sgoldt/conv_emerge ``conv_emerge_online.preprocess``): y = +1 for class 0,
-    −1 for class 1 — the scalar s of the outputs [s, −s], MSE (s − y)², class 0 iff s > 0;
+    −1 for class 1 — the scalar s of the outputs [s, −s], MSE (s − y)², class 0 iff s ≥ 0
+    (the argmax of [s, −s]; torch's argmax picks index 0 on the tie s = 0);
     ``"followup"`` (leonlufkin/Localization): y ∈ {0, 1} with y = 1 for class 1 (the longer ξ),
     loss (ŷ − y)², accuracy 1[ŷ > 0.5].
 """

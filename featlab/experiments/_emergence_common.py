@@ -248,7 +248,8 @@ def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tag
             idx = [r for r, rt in enumerate(run_tags) if rt == tag]
             row[f"mse_{tag}"] = float(np.mean(mse[idx]))
             row[f"acc_{tag}"] = float(np.mean(acc[idx]))
-            row[f"grad_norm_w_{tag}"] = float(np.nanmean(gnorm["w"][idx])) if e > 0 else None
+            g = gnorm["w"][idx]  # NaN where no step fell since the previous evaluation
+            row[f"grad_norm_w_{tag}"] = float(np.nanmean(g)) if e > 0 and np.isfinite(g).any() else None
             row[f"ipr_{tag}"] = float(iprs[idx][det[idx]].mean()) if det[idx].any() else None
         ctx.log_metrics(**row)
 
@@ -342,8 +343,11 @@ def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[st
 
 
 def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
-                    detect: dict[str, np.ndarray] | None = None, threshold: float | None = None):
+                    detect: dict[str, np.ndarray] | None = None, threshold: float | None = None,
+                    time_unit: str = "steps"):
     """IPR against t per unit, one panel per data set, log t axis (t > 0 only).
+
+    ``time_unit`` ("steps" or "samples") labels the axis t = steps/D or samples/D.
 
     ``iprs[name]``: (E, U) for U units (all seeds); ``detect[name]``: (U,) long-range detector
     mask, drawn in colour (others grey). Baseline 3/(D+2) dashed.
@@ -364,7 +368,7 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
         if threshold is not None:
             a.axhline(threshold, color=PALETTE["baseline"], ls=":", lw=0.8, label="localised")
         a.set_xscale("log")
-        a.set_xlabel("time t = steps/D")
+        a.set_xlabel(f"time t = {time_unit}/D")
         a.set_title(name)
         if i == 0:
             a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
@@ -372,8 +376,10 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
     return fig
 
 
-def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray]):
-    """Test accuracy against t (log axis, t > 0), one line per data set (mean over seeds)."""
+def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray], time_unit: str = "steps"):
+    """Test accuracy against t (log axis, t > 0), one line per data set (mean over seeds).
+
+    ``time_unit`` ("steps" or "samples") labels the axis t = steps/D or samples/D."""
     from ..plotting import PALETTE, figure
 
     fig, ax = figure(1, 1)
@@ -383,7 +389,7 @@ def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray]):
         a.plot(t[pos], np.asarray(y)[pos], color=PALETTE.get(name, None), label=name)
     a.axhline(0.5, color=PALETTE["baseline"], ls="--", lw=0.8, label="chance")
     a.set_xscale("log")
-    a.set_xlabel("time t = steps/D")
+    a.set_xlabel(f"time t = {time_unit}/D")
     a.set_ylabel("test accuracy")
     a.legend()
     return fig

@@ -137,13 +137,13 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
                     f"t = {res.t[-1]:g}; titles: bias sign and IPR. {_describe(cfg)}")
     fig = plot_ipr_curves(res.t, {tag: iprs[:, tr.runs(tag)].reshape(len(res.t), -1) for tag in TAGS}, base,
                           detect={tag: detect[tr.runs(tag)].reshape(-1) for tag in TAGS},
-                          threshold=cfg.ipr_factor * base)
-    ctx.save_figure(fig, "ipr_vs_t", "IPR of every unit against t = steps/D; coloured: long-range "
+                          threshold=cfg.ipr_factor * base, time_unit=cfg.train.time_unit)
+    ctx.save_figure(fig, "ipr_vs_t", f"IPR of every unit against t = {cfg.train.time_unit}/D; coloured: long-range "
                     f"detectors (b v > 0), grey: the others; dashed: 3/(D+2) = {base:.4f}; dotted: the "
                     f"localisation threshold {cfg.ipr_factor:g} x 3/(D+2). {_describe(cfg)}")
-    fig = plot_accuracy(res.t, {tag: res.acc[:, tr.runs(tag)].mean(1) for tag in TAGS})
+    fig = plot_accuracy(res.t, {tag: res.acc[:, tr.runs(tag)].mean(1) for tag in TAGS}, cfg.train.time_unit)
     ctx.save_figure(fig, "accuracy_vs_t", f"Test accuracy ({cfg.train.n_test} fixed samples) against "
-                    f"t = steps/D, mean over {cfg.n_seeds} seed(s). {_describe(cfg)}")
+                    f"t = {cfg.train.time_unit}/D, mean over {cfg.n_seeds} seed(s). {_describe(cfg)}")
     return summary
 
 

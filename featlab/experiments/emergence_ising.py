@@ -119,11 +119,12 @@ def run(cfg: EmergenceIsingConfig, ctx) -> dict:
                         f"clone (bottom). {desc}")
         ctx.save_figure(plot_ipr_curves(res.t, {t: iprs[:, tr.runs(t)].reshape(len(res.t), -1) for t in TAGS}, base,
                                         detect={t: detect[tr.runs(t)].reshape(-1) for t in TAGS},
-                                        threshold=cfg.ipr_factor * base),
-                        f"ipr_vs_t{sfx}", f"IPR of every unit against t = steps/D (coloured: long-range detectors); "
+                                        threshold=cfg.ipr_factor * base, time_unit=cfg.train.time_unit),
+                        f"ipr_vs_t{sfx}", f"IPR of every unit against t = {cfg.train.time_unit}/D (coloured: "
+                        "long-range detectors); "
                         f"dashed 3/(D+2) = {base:.4f}. {desc}")
-        ctx.save_figure(plot_accuracy(res.t, {t: res.acc[:, tr.runs(t)].mean(1) for t in TAGS}),
-                        f"accuracy_vs_t{sfx}", f"Test accuracy against t = steps/D. {desc}")
+        ctx.save_figure(plot_accuracy(res.t, {t: res.acc[:, tr.runs(t)].mean(1) for t in TAGS}, cfg.train.time_unit),
+                        f"accuracy_vs_t{sfx}", f"Test accuracy against t = {cfg.train.time_unit}/D. {desc}")
     return summary
 
 
