@@ -149,3 +149,46 @@ def test_stability_cifar_without_path_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["run", "stability", "--set", "data.dataset=cifar10", "--out", str(tmp_path),
                                   "--quiet"])
     assert r.exit_code != 0 and "data.path" in r.output
+
+
+def test_stability_probes_carry_the_training_corruption(tmp_path, one_thread):
+    """[I23] --corrupt_test 1: with corruption, D/G/R are measured on corrupted probes (default)."""
+    sets = ["train.epochs=1", "probe.n_probe=30", "data.n_train=200", "nets.names=fc2",
+            "nets.layerwise=", "data.corruption_stds=0,3"]
+    rows = {}
+    for flag in ("true", "false"):
+        path, _ = _run(tmp_path / flag, "stability", sets + [f"probe.corrupt_probes={flag}"])
+        rows[flag] = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines()]
+    by = {f: {r["corruption"]: r for r in rs} for f, rs in rows.items()}
+    # no corruption: identical either way; corruption 3: the init net sees different probes
+    assert by["true"][0.0]["D_init"] == pytest.approx(by["false"][0.0]["D_init"], rel=1e-12)
+    assert by["true"][3.0]["D_init"] != pytest.approx(by["false"][3.0]["D_init"], rel=1e-6)
+
+
+def test_sgd_hyper_reproduces_one_step_of_the_reference_objective():
+    """lr·H/α̃ with decay 2·ridge/(H·nbl)·α̃ = a step LR·H on (1/α̃)·hinge + ridge·ΣW²/(H·nbl)."""
+    import dataclasses
+
+    import torch
+
+    from featlab.experiments.pooling import PoolingConfig, sgd_hyper
+
+    c = PoolingConfig()
+    cfg = dataclasses.replace(c, model=dataclasses.replace(c.model, alpha=0.1, width=8, depth=3),
+                              train=dataclasses.replace(c.train, ridge=0.05, lr=0.01))
+    H, nbl, a, ridge, LR = 8, 3, 0.1, 0.05, 0.01
+    torch.manual_seed(0)
+    W0, x, y = torch.randn(4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64), torch.ones(6)
+
+    def hinge(W):
+        return torch.relu(1 - y * (x @ W)).mean()
+
+    W = W0.clone().requires_grad_(True)
+    ((hinge(W) / a) + ridge * (W ** 2).sum() / (H * nbl)).backward()
+    ref = W0 - LR * H * W.grad
+    lr, wd = sgd_hyper(cfg)
+    V = torch.nn.Parameter(W0.clone())
+    opt = torch.optim.SGD([V], lr=lr, weight_decay=wd)
+    hinge(V).backward()
+    opt.step()
+    assert torch.allclose(V.detach(), ref, atol=1e-12)

@@ -147,11 +147,22 @@ def _measure(model, X, cfg: PoolingConfig, ctx, stream: str) -> dict[str, np.nda
     return out
 
 
+def sgd_hyper(cfg: PoolingConfig) -> tuple[float, float]:
+    """(lr, weight_decay) for SGD on the hinge loss that reproduce the reference objective.
+
+    Reference: step LR·H on (1/α̃)·relu(1 − y·o) + ridge·Σ W²/(H·nbl). The 1/α̃ prefactor is
+    folded into the step size LR·H/α̃; SGD applies weight decay inside that same step, so the
+    decay is 2·ridge/(H·nbl)·α̃, which keeps the penalty's effective weight at ridge.
+    """
+    H, t = cfg.model.width, cfg.train
+    return t.lr * H / cfg.model.alpha, 2 * t.ridge / (H * cfg.model.depth) * cfg.model.alpha
+
+
 def _train(model, data, cfg: PoolingConfig, ctx, name: str):
     from ..train import fit_classifier
 
-    H, t = cfg.model.width, cfg.train
-    wd = 2 * t.ridge / (H * cfg.model.depth)
+    t = cfg.train
+    lr, wd = sgd_hyper(cfg)
 
     def stop(epoch, _m, hist):
         ctx.log_metrics(variant=name, epoch=epoch, train_loss=hist.train_loss[-1],
@@ -159,8 +170,7 @@ def _train(model, data, cfg: PoolingConfig, ctx, name: str):
         ctx.check_finite(hist.train_loss[-1], f"{name} training loss")
         return t.ridge == 0 and hist.train_loss[-1] == 0.0  # zero training loss reached
 
-    # reference loss (1/α̃)·relu(1 − y·o): the 1/α̃ prefactor is folded into the step size
-    return fit_classifier(model, data, loss="hinge", optimizer="sgd", lr=t.lr * H / cfg.model.alpha,
+    return fit_classifier(model, data, loss="hinge", optimizer="sgd", lr=lr,
                           momentum=0.0,
                           weight_decay=wd, wd_on="ndim>1", epochs=t.epochs,
                           batch_size=t.batch_size, schedule="none", hinge_alpha=1.0,

@@ -68,6 +68,9 @@ class ProbeConfig:
     interp: str = F("linear", "warp interpolation", choices=("linear", "nearest", "gaussian"),
                     tag="[code]")
     protocol: str = F("mean", "mean ([I23]) or median ([N21]) protocol", choices=("mean", "median"))
+    corrupt_probes: bool = F(True, "probes carry the training corruption, std·N(0, I)/√(C·H·W) drawn once "
+                             "per corruption value, as the test error does ([I23] --corrupt_test 1)",
+                             tag="[code]")
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ def run(cfg: StabilityConfig, ctx) -> dict:
     from ..models.zoo import get
     from ..probes import shuffle_channels
     from ..train import fit_classifier
+    from ..train.classifier import _corrupt
 
     data = _load(cfg, ctx)
     C, H, _ = data.shape
@@ -182,7 +186,10 @@ def run(cfg: StabilityConfig, ctx) -> dict:
             bn0 = "batch" if _has_bn(model) else "eval"
             deep = name in cfg.nets.layerwise and std == cfg.data.corruption_stds[0]
             lay = _layers(model) if deep else None
-            s0 = _stab(model, X, cfg, ctx, "stab", lay, bn0)
+            Xc = X
+            if cfg.probe.corrupt_probes and std > 0:  # the same corrupted probes for init/trained/shuffled
+                Xc = _corrupt(X, std, ctx.generator(f"probe-corruption-{std:g}", X.device))
+            s0 = _stab(model, Xc, cfg, ctx, "stab", lay, bn0)
             sp0 = _spectra(model) if deep else {}
             t = cfg.train
             opt = dict(optimizer="adam", lr=t.fc_lr, weight_decay=0.0, schedule="none") if name.startswith("fc") \
@@ -194,14 +201,14 @@ def run(cfg: StabilityConfig, ctx) -> dict:
                                   progress=False)
             ctx.check_finite(hist.train_loss[-1], f"{tag} training loss")
             err = max(1 - hist.test_acc[-1], 1 / n_test)  # ε floored at one test error
-            s1 = _stab(model, X, cfg, ctx, "stab", lay)
+            s1 = _stab(model, Xc, cfg, ctx, "stab", lay)
             row = dict(net=name, corruption=std, test_error=err, D_init=s0["D"], G_init=s0["G"],
                        R_init=s0["R"], D=s1["D"], G=s1["G"], R=s1["R"])
             ctx.log_metrics(**row)
             rows.append(row)
             if deep:
                 sh = shuffle_channels(model, ctx.generator(f"shuffle-{tag}", "cpu"))
-                s2 = _stab(sh, X, cfg, ctx, "stab", lay)
+                s2 = _stab(sh, Xc, cfg, ctx, "stab", lay)
                 layerwise[name] = {"layers": lay, **{f"{q}_{w}": [s["layers"][n][q] for n in lay]
                                    for w, s in (("init", s0), ("trained", s1), ("shuffled", s2))
                                    for q in ("D", "G", "R")}}
