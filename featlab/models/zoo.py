@@ -60,7 +60,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "vanilla": VanillaCNN,
     **{f"fc{L}": _fc(L) for L in (2, 4, 6)},
     **{f"{v}{s}": _vgg(v, s == "_bn") for v in ("vgg11", "vgg13", "vgg16", "vgg19") for s in ("", "_bn")},
-    **{r: _resnet(r) for r in ("resnet18", "resnet34", "resnet50")},
+    **{r: _resnet(r) for r in ("resnet18", "resnet34", "resnet50", "resnet101")},
 }
 
 
