@@ -152,3 +152,37 @@ def test_quadrature_matches_the_featlab_nlgp_data_model():
     # the TI estimate averages over 8 strongly correlated translations: bound by the dense standard error
     se = _entry_se(X.reshape(len(X), -1))[0]
     assert ((K - Kq).abs() / se).max() < 5.0
+
+
+def test_nlgp_moments_at_large_gain_match_monte_carlo():
+    """g = 3 (steep erf): entries with 1-4 distinct sites within 4 standard errors of 3e5 samples.
+
+    The former tensor Gauss-Hermite rule failed this (E[x_0^3 x_2] = 0.226 at 16 nodes vs 0.180,
+    ~17 standard errors here)."""
+    from featlab.data import NLGP
+
+    m = NLGP(L=8, xi=1.5, gain=3.0)
+    C = m.latent.covariance()
+    idx = torch.tensor([[0, 0, 0, 2], [0, 0, 2, 2], [0, 1, 2, 3], [0, 0, 1, 3], [0, 0, 0, 0], [0, 1, 1, 1],
+                        [0, 2, 4, 6], [0, 1, 4, 5]])
+    q = nlgp_latent_moment4(C, idx, 3.0, n_nodes=16)
+    X = m.sample(300_000, torch.Generator().manual_seed(11), dtype=torch.float64).reshape(300_000, -1)
+    p = X[:, idx].prod(-1)  # (n, E)
+    se = p.std(0) / math.sqrt(len(p))
+    assert ((q - p.mean(0)).abs() / se).max() < 4.0
+    # E[x^4] against the independent 1-D rule of _phi (kurtosis of the marginal)
+    assert abs(float(q[4]) - marginal_kurtosis("nlgp", gain=3.0 * float(C[0, 0]) ** 0.5)) < 1e-9
+
+
+def test_nlgp_moments_converge_at_gain_10_and_chunking_is_memory_only():
+    from featlab.data import NLGP
+
+    C = NLGP(L=8, xi=1.5, gain=10.0).latent.covariance()
+    r = torch.arange(8)
+    idx = torch.stack(torch.meshgrid(r[:3], r, r[:4], r[2:6], indexing="ij"), -1).reshape(-1, 4)
+    a = nlgp_latent_moment4(C, idx, 10.0, n_nodes=16)
+    b = nlgp_latent_moment4(C, idx, 10.0, n_nodes=64, chunk_size=37)
+    assert ((a - b).abs() / b.abs()).max() < 1e-5
+    assert torch.allclose(nlgp_latent_moment4(C, idx, 10.0, n_nodes=16, chunk_size=5), a, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="n_nodes"):
+        nlgp_latent_moment4(C, idx, 10.0, n_nodes=1)

@@ -189,68 +189,88 @@ def nlgp_covariance(C: torch.Tensor, gain: float, gain_convention: str = "origin
     return S / torch.sqrt(gam[:, None] * gam[None, :])
 
 
-def _sqrt_psd(A: torch.Tensor) -> torch.Tensor:
-    """Symmetric square roots of a batch of PSD matrices; eigh, negative eigenvalues clipped to 0."""
-    lam, V = torch.linalg.eigh(A)
-    return V @ torch.diag_embed(lam.clamp_min(0).sqrt()) @ V.transpose(-1, -2)
+_PATH_PAIRS = ((0, 2, 1, 3), (0, 3, 1, 2), (1, 2, 0, 3), (1, 3, 0, 2))  # (i, j) switched on; (k, l) the rest
+
+
+def _sign_moment4(R: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """E[sign(u_0) sign(u_1) sign(u_2) sign(u_3)] for u ~ N(0, R), R a batch of (4, 4) correlations.
+
+    Price's theorem along the path R(t) = R0 + t (R - R0), where R0 keeps only the (0, 1) and
+    (2, 3) correlations (so the moment factorises: (2/pi)^2 asin R01 asin R23): for i != j,
+    d E[prod sign] / d R_ij = 4 p_ij(0, 0) E[sign u_k sign u_l | u_i = u_j = 0]
+                            = 4 / (2 pi sqrt(1 - R_ij^2)) (2/pi) asin(rho_kl|ij),
+    rho_kl|ij the conditional correlation. The t-integral is smooth (R(t) is a convex combination
+    of positive definite matrices); t = 1 - (1 - s)^2 clusters the Gauss-Legendre nodes near
+    t = 1, where the correlations are largest.
+    """
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    s = (x + 1) / 2
+    t = torch.as_tensor(1 - (1 - s) ** 2, device=R.device)  # (T,)
+    wt = torch.as_tensor(w * (1 - s), device=R.device)  # (T,) includes dt/ds / 2
+    R0 = R.clone()
+    for i, j, _, _ in _PATH_PAIRS:
+        R0[:, i, j] = 0
+        R0[:, j, i] = 0
+    out = (2 / math.pi) ** 2 * torch.asin(R[:, 0, 1]) * torch.asin(R[:, 2, 3])  # (E,)
+    Rt = R0[:, None] + t[None, :, None, None] * (R - R0)[:, None]  # (E, T, 4, 4)
+    for i, j, k, l in _PATH_PAIRS:
+        r = Rt[..., i, j]
+        q = 1 - r * r  # (E, T)
+
+        def cond(a, b):  # conditional covariance of (u_a, u_b) given u_i = u_j = 0
+            return Rt[..., a, b] - (Rt[..., a, i] * Rt[..., b, i] + Rt[..., a, j] * Rt[..., b, j]
+                                    - r * (Rt[..., a, i] * Rt[..., b, j] + Rt[..., a, j] * Rt[..., b, i])) / q
+
+        rho = (cond(k, l) / torch.sqrt(cond(k, k) * cond(l, l))).clamp(-1, 1)
+        dE = (4 / math.pi ** 2) * torch.asin(rho) / torch.sqrt(q)  # (E, T) dE/dR_ij on the path
+        out = out + R[:, i, j] * (dE @ wt)
+    return out
 
 
 def nlgp_latent_moment4(C: torch.Tensor, idx: torch.Tensor, gain: float, gain_convention: str = "original",
-                        *, n_nodes: int = 20, chunk_size: int = 64) -> torch.Tensor:
-    """E[x_i x_j x_k x_l] for the unit-variance NLGP, by Gauss-Hermite on the Gaussian latent.
+                        *, n_nodes: int = 20, chunk_size: int = 4096) -> torch.Tensor:
+    """E[x_i x_j x_k x_l] for the unit-variance NLGP, reduced to a smooth 1-D integral.
 
-    Repeated indices are merged first (E[x_i^2 x_j x_k] uses a 3-D rule), so the latent
-    covariance of the distinct sites is non-singular for distinct sites; its square root is
-    taken by eigh with negative eigenvalues clipped to 0. Tensor-product rule with ``n_nodes``
-    probabilists' Hermite nodes per dimension (n_nodes^m points for m distinct sites).
-    E[x_i^4] uses the exact 1-D rule of :mod:`featlab.theory._phi` instead, because Hermite
-    converges slowly for erf^4 (erf grows like e^{y^2/2} off the real axis).
+    Method: erf(g z / sqrt2) = E_n[sign(g z - n)] with n ~ N(0, 1), so with one independent
+    n_a per factor (also for repeated sites), E[x_i x_j x_k x_l] = E[prod_a sign(u_a)] /
+    sqrt(gamma_i gamma_j gamma_k gamma_l), where u_a = g z_{i_a} - n_a is Gaussian with
+    covariance g^2 C[idx, idx] + I (never singular). That Gaussian orthant moment is a
+    1-D integral with an analytic integrand (Price's theorem, see :func:`_sign_moment4`),
+    computed by ``n_nodes``-point Gauss-Legendre. No integrand is steep, whatever the gain:
+    the earlier tensor Gauss-Hermite rule on the latent (n_nodes^m points) resolved erf(g z)
+    badly at large gain (g = 3, xi = 1.5: E[x_0^3 x_2] 0.226 at 16 nodes vs 0.1802).
 
-    Accuracy [measured]: at g <= 2 (original convention), xi = 2, entries with 2-4 distinct
-    sites change by < 1e-3 from 20 to 32 nodes (2e-3 from 16 to 24); the error grows with the gain (sharper erf).
+    Accuracy [measured, NLGP L = 8, xi = 1.5, max relative error over entries with 1-4
+    distinct sites vs 400 nodes]: g = 3 (original convention): 4e-6 at 8 nodes, 1e-11 at 16;
+    g = 10: 5e-4 at 8, 6e-7 at 16, 2e-8 at 20, 1e-12 at 32. Against 4e6-sample Monte Carlo
+    (same 8 entries, g = 3 and 10): all within 2.1 standard errors (SE 2e-4 to 6e-4);
+    tests/test_theory_cumulants.py checks 3e5 samples at g = 3 to 4 SE. Cost: ~4 n_nodes
+    closed-form evaluations per entry (D = 32 translation-invariant tensor: ~20 ms).
 
     Parameters
     ----------
     C : (D, D) latent covariance (the realised one)
     idx : (E, 4) int tensor of site indices
+    n_nodes : int
+        Gauss-Legendre nodes of the 1-D path integral, >= 2.
+    chunk_size : int
+        Entries per batch; memory knob only.
     """
+    if int(n_nodes) < 2:
+        raise ValueError(f"n_nodes must be an integer >= 2, got {n_nodes!r}")
     g = _gain_original(gain, gain_convention)
-    C = C.to(torch.float64)
-    gam = (2 / math.pi) * torch.asin(g * g * torch.diagonal(C) / (1 + g * g * torch.diagonal(C)))  # (D,)
-    z1, w1 = np.polynomial.hermite_e.hermegauss(n_nodes)
-    w1 = w1 / w1.sum()
-    idx = idx.to(torch.int64).cpu().numpy()
+    C = C.to(torch.float64).cpu()
+    dC = torch.diagonal(C)
+    gam = (2 / math.pi) * torch.asin(g * g * dC / (1 + g * g * dC))  # (D,) E[erf^2]
+    idx = torch.sort(torch.as_tensor(idx, dtype=torch.int64).cpu().reshape(-1, 4), dim=1).values  # repeats adjacent
     out = torch.empty(len(idx), dtype=torch.float64)
-    # group entries by the multiplicity pattern of their distinct sites
-    keys = []
-    for row in idx:
-        u, cnt = np.unique(row, return_counts=True)
-        keys.append((tuple(u), tuple(cnt)))
-    by_pattern: dict[tuple, list[int]] = {}
-    for e, (u, cnt) in enumerate(keys):
-        by_pattern.setdefault(cnt, []).append(e)
-    for cnt, ents in by_pattern.items():
-        m = len(cnt)
-        if m == 1:  # E[x_i^4]: the exact 1-D rule of _phi (Hermite converges slowly for erf^4)
-            from ._phi import _abs_x_nodes
-
-            for e in ents:
-                i = keys[e][0][0]
-                xa, wa = _abs_x_nodes("nlgp", g * math.sqrt(float(C[i, i])), 30)
-                out[e] = float(np.sum(wa * xa ** 4))
-            continue
-        grids = np.meshgrid(*([z1] * m), indexing="ij")
-        Z = torch.as_tensor(np.stack([gr.ravel() for gr in grids], -1))  # (Q, m) standard nodes
-        Wq = torch.as_tensor(np.prod(np.meshgrid(*([w1] * m), indexing="ij"), axis=0).ravel())  # (Q,)
-        powers = torch.as_tensor(cnt, dtype=torch.float64)  # (m,)
-        for s in range(0, len(ents), chunk_size):
-            part = ents[s:s + chunk_size]
-            U = torch.as_tensor([keys[e][0] for e in part])  # (E, m)
-            Cs = C[U[:, :, None], U[:, None, :]]  # (E, m, m)
-            A = _sqrt_psd(Cs)  # (E, m, m)
-            z = torch.einsum("emk,qk->eqm", A, Z)  # (E, Q, m) latent samples at the nodes
-            x = torch.special.erf(g * z / math.sqrt(2)) / torch.sqrt(gam[U])[:, None, :]
-            out[part] = (x ** powers).prod(-1) @ Wq
+    eye = torch.eye(4, dtype=torch.float64)
+    for s0 in range(0, len(idx), chunk_size):
+        U = idx[s0:s0 + chunk_size]  # (E, 4)
+        Su = g * g * C[U[:, :, None], U[:, None, :]] + eye  # (E, 4, 4) covariance of u
+        sd = torch.sqrt(torch.diagonal(Su, dim1=-2, dim2=-1))  # (E, 4)
+        R = Su / (sd[:, :, None] * sd[:, None, :])
+        out[s0:s0 + chunk_size] = _sign_moment4(R, int(n_nodes)) / torch.sqrt(gam[U].prod(1))
     return out
 
 
@@ -278,7 +298,9 @@ def nlgp_cumulant4(C: torch.Tensor, gain: float, gain_convention: str = "origina
         translation-invariant form, whose K(a, b, c) uses sites (0, a, b, c)). Moments by
         :func:`nlgp_latent_moment4` on one representative per symmetry class (translations and
         permutations of the four sites: ~D^3/24 classes), Wick part by :func:`nlgp_covariance`.
-        ``gain_convention`` as in :class:`featlab.data.NLGP`.
+        ``gain_convention`` as in :class:`featlab.data.NLGP`. ``n_nodes``: Gauss-Legendre nodes
+        of the 1-D integral per moment (relative error ~1e-11 at 16 nodes for g = 3, 6e-7 for
+        g = 10; see :func:`nlgp_latent_moment4`).
     """
     f = _form(form)
     C = C.to(torch.float64)
