@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import tomllib
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -50,13 +49,9 @@ def load_slurm_profile(path: str | Path) -> dict:
         job_extra_directives = ["--gres=gpu:1"]
         job_script_prologue = ["module load cuda", "source .venv/bin/activate"]
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("executor.profile", "SLURM profile file not found", str(path))
-    try:
-        prof = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("executor.profile", f"not valid TOML: {e}", str(path)) from None
+    from .spec import read_toml
+
+    prof = read_toml(path, "executor.profile", "SLURM profile")
     for key in ("cores", "memory"):
         if key not in prof:
             raise ConfigError(f"executor.profile.{key}", "required by dask-jobqueue's SLURMCluster")

@@ -105,16 +105,20 @@ def parse_spec(raw: dict) -> SweepSpec:
                      plugins=tuple(plugins), set=_table(raw, "set"), product=product, zip=zipped, executor=ex)
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and check a sweep TOML file."""
+def read_toml(path: str | Path, field: str, what: str) -> dict:
+    """Parse a TOML file; a missing file or bad TOML raises :class:`ConfigError` naming ``field``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("SPEC", "sweep spec file not found", str(path))
+        raise ConfigError(field, f"{what} file not found", str(path))
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError("SPEC", f"not valid TOML: {e}", str(path)) from None
-    return parse_spec(raw)
+        raise ConfigError(field, f"not valid TOML: {e}", str(path)) from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a sweep TOML file."""
+    return parse_spec(read_toml(path, "SPEC", "sweep spec"))
 
 
 def _import_plugins(plugins: tuple[str, ...]) -> None:
