@@ -85,6 +85,23 @@ def test_bad_override_names_the_field(item, field):
     assert "\n" not in str(e.value)
 
 
+@dataclass(frozen=True)
+class _RenamedConfig(ToyConfig):
+    RENAMED = {"data.path": "data.boundary"}
+
+
+def test_renamed_field_is_refused_with_a_pointer_to_the_new_name():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(_RenamedConfig(), ["data.path=open"])
+    assert e.value.field == "data.path" and "use data.boundary" in str(e.value)
+    assert apply_overrides(_RenamedConfig(), ["data.boundary=open"]).data.boundary == "open"
+
+
+def test_experiment_scale_of_a_preset():
+    assert TOY.scale("paper") == "paper"
+    assert TOY.scale("tiny") == "smoke" and TOY.scale(None) == "smoke"
+
+
 def test_hash_is_stable_and_ignores_non_semantic_fields():
     a = ToyConfig()
     assert config_hash(a) == config_hash(ToyConfig())

@@ -199,7 +199,12 @@ def apply_overrides(cfg: Any, overrides: Iterable[str] | dict) -> Any:
     An unknown field raises :class:`ConfigError` listing the closest known fields; a bad value
     raises it with the allowed values or range. ``overrides`` may be a list of ``"a.b=v"``
     strings or a mapping ``{"a.b": v}``.
+
+    A field that was renamed is listed in the config class's ``RENAMED`` mapping (old dotted
+    path -> new dotted path); setting the old name raises :class:`ConfigError` pointing to the
+    new one, so a stale script fails loudly instead of silently doing nothing.
     """
+    renamed = getattr(type(cfg), "RENAMED", None) or {}
     items = overrides.items() if isinstance(overrides, dict) else []
     if not isinstance(overrides, dict):
         parsed = []
@@ -210,6 +215,8 @@ def apply_overrides(cfg: Any, overrides: Iterable[str] | dict) -> Any:
             parsed.append((k.strip(), v))
         items = parsed
     for key, value in items:
+        if key in renamed:
+            raise ConfigError(key, f"renamed: use {renamed[key]}")
         try:
             cfg = _replace_path(cfg, key.split("."), value, key)
         except KeyError:

@@ -32,13 +32,22 @@ class Claim:
     """A headline claim of a paper, checked against a run's summary (used by the report).
 
     ``check(summary) -> (measured: str, verdict: bool | None)``; ``None`` means not measurable
-    from this run.
+    from this run. The criterion is fixed from the paper before any result is looked at and is
+    never loosened to make a preset pass.
+
+    ``reference`` is the paper's own value where the paper gives one (with where it was read,
+    e.g. ``"IPR ≈ 0.055 (read from PNAS Fig. 1D)"``); ``""`` when the paper gives none.
+    ``value(summary) -> float | None`` is the one measured number the criterion is judged on
+    (e.g. ipr_nlgp / baseline); the report shows its median and spread over the seeds of a
+    group of runs. ``None`` (the default) when the claim has no single number.
     """
 
     text: str
     source: str
     criterion: str
     check: Callable[[dict], tuple[str, bool | None]]
+    reference: str = ""
+    value: Callable[[dict], float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,13 @@ class Experiment:
     run: Callable[[Any, Any], dict]
     claims: tuple[Claim, ...] = field(default=())
     default_preset: str = "tiny"
+    #: presets whose runs count as paper scale in the report; every other preset is a smoke-scale
+    #: run, labelled as such and never mixed into the tally of paper-scale runs.
+    paper_presets: tuple[str, ...] = ("paper",)
+
+    def scale(self, preset: str | None) -> str:
+        """``"paper"`` for a preset in :attr:`paper_presets`, else ``"smoke"``."""
+        return "paper" if preset in self.paper_presets else "smoke"
 
     def preset(self, name: str | None = None) -> Any:
         name = name or self.default_preset
