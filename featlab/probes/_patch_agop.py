@@ -109,7 +109,7 @@ def _check(outputs, n_sketch, batch_size, chunk_size, store_on):
         raise ValueError(f"store_on must be 'cpu' or 'device', got {store_on!r}")
 
 
-_BLOCK = 1024  # columns per block of the symmetric product (GEMMs stay large, ~(b+1)/2b of the flops)
+_BLOCK = 512  # columns per block of the symmetric product (GEMMs stay large; ~(b+1)/2b of the flops)
 
 
 def sandwich(Wbar: torch.Tensor, K: torch.Tensor, *, dtype: torch.dtype = torch.float64,
