@@ -193,3 +193,25 @@ def test_imagenet_protocol_on_a_generated_folder_and_weights_file(tmp_path):
     figs = {p.name for p in (rd / "figures").glob("*.png")}
     assert "cnfa_bars.png" in figs and "cnfm_agop_heatmaps.png" not in figs  # no layer with c_in·q² ≤ 64
     assert "cnfa_vs_epoch.png" not in figs
+
+
+@pytest.mark.slow
+def test_pretrained_weights_on_cifar10_from_a_local_path(tmp_path):
+    """CIFAR-10 archive + your own weights: no training, the weights' test accuracy is reported."""
+    import torch
+
+    from featlab.models import get
+
+    _fake_cifar10(tmp_path)
+    w = tmp_path / "vanilla.pt"
+    torch.save({"state_dict": get("vanilla", depth=1, width=4).state_dict()}, w)  # a wrapped state dict
+    args = ["run", "cnfa", "--out", str(tmp_path / "runs"), "--quiet"]
+    for s in ["data.dataset=cifar10", f"data.root={tmp_path}", f"model.weights={w}", "model.depth=1", "model.width=4",
+              "probe.n_images=6", "probe.n_null_draws=2"]:
+        args += ["--set", s]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    (rd,) = (tmp_path / "runs" / "cnfa").iterdir()
+    s = json.loads((rd / "summary.json").read_text())
+    assert s["pretrained"] and s["epochs_run"] == 0 and 0 <= s["test_acc"] <= 1 and s["n_images"] == 6
+    assert list(s["cnfa_trained"]) == ["features.0"] and s["untrained_source"] == "fresh"
