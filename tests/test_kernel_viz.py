@@ -49,7 +49,10 @@ def test_figures_plot_the_data():
     M = torch.eye(27, dtype=torch.float64)
     filt, w = top_eigenfilters(M, 3, 4)
     fig = figure_filters(filt, w)
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 4  # RGB filters: no colour bar
+    fig = figure_filters(*top_eigenfilters(torch.eye(9, dtype=torch.float64), 1, 3))
+    assert len(fig.axes) == 4 and fig.axes[-1].get_label() == "<colorbar>"  # grey filters + colour bar
     X = _imgs()
     fig = figure_edge_maps(X, {"M = I": edge_map(X, M)})
-    assert len(fig.axes) == 4 and fig.axes[1].images[0].get_array().shape == (6, 7)
+    assert len(fig.axes) == 5 and fig.axes[1].images[0].get_array().shape == (6, 7)
+    assert fig.axes[-1].get_label() == "<colorbar>"

@@ -62,19 +62,24 @@ def minmax(A: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def figure_filters(filters: torch.Tensor, eigenvalues: torch.Tensor | None = None, title: str = ""):
-    """Top eigenvectors of M as filters, each min-max scaled; channel-summed if c != 3."""
+    """Top eigenvectors of M as filters, each min-max scaled; channel-summed (with a colour bar) if c != 3."""
     from ..plotting import figure
 
     k = filters.shape[0]
     fig, ax = figure(1, k, width=1.1, height=1.3)
+    im = None
     for i in range(k):
         f = filters[i]
         img = minmax(f.permute(1, 2, 0)) if f.shape[0] == 3 else minmax(f.sum(0))
-        ax[0, i].imshow(img, cmap=None if f.shape[0] == 3 else "gray")
+        im = ax[0, i].imshow(img, cmap=None if f.shape[0] == 3 else "gray", vmin=0, vmax=1)
         ax[0, i].set_xticks([])
         ax[0, i].set_yticks([])
         if eigenvalues is not None:
             ax[0, i].set_title(f"λ={float(eigenvalues[i]):.2g}", fontsize=7)
+    if im is not None and filters.shape[1] != 3:
+        cb = fig.colorbar(im, ax=ax.ravel().tolist(), shrink=0.9, ticks=[0, 0.5, 1])
+        cb.set_label("min-max", fontsize=6)
+        cb.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title)
     return fig
@@ -86,10 +91,11 @@ def figure_edge_maps(images: torch.Tensor, maps: dict[str, torch.Tensor]):
 
     n = images.shape[0]
     fig, ax = figure(n, 1 + len(maps), width=1.4, height=1.4)
+    im = None
     for r in range(n):
-        ax[r, 0].imshow(minmax(images[r].sum(0)), cmap="gray")
+        ax[r, 0].imshow(minmax(images[r].sum(0)), cmap="gray", vmin=0, vmax=1)
         for j, (name, mp) in enumerate(maps.items(), start=1):
-            ax[r, j].imshow(minmax(mp[r].sum(0)), cmap="gray")
+            im = ax[r, j].imshow(minmax(mp[r].sum(0)), cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 ax[r, j].set_title(name, fontsize=7)
         if r == 0:
@@ -97,4 +103,6 @@ def figure_edge_maps(images: torch.Tensor, maps: dict[str, torch.Tensor]):
         for a in ax[r]:
             a.set_xticks([])
             a.set_yticks([])
+    if im is not None:
+        fig.colorbar(im, ax=ax.ravel().tolist(), shrink=0.6, label="min-max scaled")
     return fig
