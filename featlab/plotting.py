@@ -369,7 +369,7 @@ def layout_problems(fig: Figure) -> list[str]:
             rj, oj, tj, bj = texts[j]
             if ri == rj == "legend":
                 continue
-            if bi.padded(-1.0).overlaps(bj.padded(-1.0)):
+            if bi.padded(-0.25).overlaps(bj.padded(-0.25)):
                 what = "tick labels" if ri == rj and ri.endswith("ticklabel") and oi == oj else f"{ri} and {rj}"
                 problems.append(f"{what} overlap: {ti.get_text()!r} / {tj.get_text()!r}")
     return problems

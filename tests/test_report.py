@@ -249,7 +249,9 @@ if (document.readyState === 'complete') featlabProbe(); else window.addEventList
 </script>"""
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The Chromium binary; missing: a failure under .ci/run (FEATLAB_REQUIRE_CHROMIUM), else a skip."""
     for name in _CHROMIUM:
         path = shutil.which(name)
         if path:
@@ -268,9 +270,9 @@ def _browse(binary: str, page: Path, tmp: Path, width: int, *extra: str) -> str:
 
 
 @pytest.mark.parametrize("width", [1280, 760])
-def test_report_pages_in_headless_chromium(report, tmp_path, width):
+def test_report_pages_in_headless_chromium(chromium, report, tmp_path, width):
     """No figure is wider than the page or shown below half its natural size; click enlarges."""
-    binary = _chromium()
+    binary = chromium
     out, rep = report
     m, _ = _meta(out, seed=0, offset=1.0, n_seeds=1)
     for name in ("index.html", "report-toy.html", f"report-toy--{m['hash']}.html"):
@@ -311,3 +313,16 @@ def test_cli_report_and_show(report, tmp_path):
     r = CliRunner().invoke(main, ["show", str(rd)])
     assert r.exit_code == 0, r.output
     assert "preset: paper (paper scale)   overrides: seed=4, offset=3.0" in r.output
+
+
+def test_convention_provenance_of_a_config():
+    from featlab.config import ConfigError
+    from featlab.runs.runner import provenance
+
+    assert provenance(TOY, ReportToyConfig(), None) == {"preset": "paper", "scale": "paper", "overrides": {}}
+    assert provenance(TOY, _tiny(), None)["preset"] == "tiny"  # a config equal to a preset is that preset
+    assert provenance(TOY, replace(ReportToyConfig(), offset=2.0), None) == \
+        {"preset": None, "scale": "smoke", "overrides": None}  # not a preset: nothing is guessed
+    assert provenance(TOY, replace(_tiny(), seed=3), "tiny")["overrides"] == {"seed": 3}
+    with pytest.raises(ConfigError, match="preset"):
+        provenance(TOY, ReportToyConfig(), "papr")

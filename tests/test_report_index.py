@@ -91,13 +91,15 @@ def test_report_parses_embeds_every_figure_and_links_every_page(tmp_path):
     linked = set(parsed["index.html"].hrefs)
     assert {n for n in pages if n != "index.html"} <= linked  # the index links every page
     toy = parsed["sweep-toy.html"]
-    n_png = sum(1 for _ in out.rglob("figures/*.png"))
-    assert len(toy.imgs) == min(n_png, 3) and all(s.startswith("data:image/png;base64,") for s in toy.imgs)
+    # no preset given to execute(): one group per config (seed excluded), each showing its latest run's figure
+    assert len(toy.imgs) == 3 and all(s.startswith("data:image/png;base64,") for s in toy.imgs)
     text = pages["sweep-toy.html"].read_text()
-    assert "holds" in text and "planned failure" in text
-    assert "2/4 runs" in text and "4/4 runs" in text  # "gain > 2" holds in half of the DONE runs
+    assert "holds" in text and "planned failure" in text and "scale unknown" in text
+    assert text.count("2 seeds") >= 2  # gains 1 and 3, seeds 0 and 1 each
+    assert "3 [3, 3] (2 seeds)" not in text  # no Claim.value registered: no value column
     idx = index.read_text()
     assert "doubling doubles" in idx and "an unrun claim" in idx and "not run" in idx  # experiments without runs: claims not run
+    assert "No paper-scale run yet" in idx
 
 
 def test_demo_runs_presets_then_report(tmp_path):

@@ -14,15 +14,16 @@ class PresetOption(click.Option):
     """``--preset``; its help lists every experiment's presets, read from the registry when shown."""
 
     def get_help_record(self, ctx: click.Context):
+        from collections import Counter
+
         from ..experiments import all_experiments
 
         exps = all_experiments()
-        common = set.intersection(*(set(e.presets) for e in exps.values())) if exps else set()
-        extra = [f"{n}: {', '.join(p for p in e.presets if p not in common)}" for n, e in exps.items()
-                 if set(e.presets) - common]
-        self.help = (f"Preset of EXPERIMENT (default: tiny). Every experiment has "
-                     f"{', '.join(sorted(common)) or 'its own'}" + (f"; also {'; '.join(extra)}" if extra else "")
-                     + ". `featlab list` shows them.")
+        sets = Counter(tuple(e.presets) for e in exps.values())
+        common = sets.most_common(1)[0][0] if sets else ()
+        others = [f"{n}: {', '.join(e.presets)}" for n, e in exps.items() if tuple(e.presets) != common]
+        self.help = (f"Preset of EXPERIMENT (default: tiny): {', '.join(common)}"
+                     + (f"; {'; '.join(others)}" if others else "") + ". `featlab list` shows them.")
         return super().get_help_record(ctx)
 
 
@@ -30,7 +31,7 @@ class PresetOption(click.Option):
 @click.option("--fields", "fields_of", metavar="EXPERIMENT", default=None,
               help="Show every config field of EXPERIMENT (type, default, allowed, doc).")
 def list_cmd(fields_of: str | None) -> None:
-    """List experiments and their presets."""
+    """List experiments and their presets (* = paper scale)."""
     from ..experiments import all_experiments, get
 
     if fields_of:
@@ -42,8 +43,12 @@ def list_cmd(fields_of: str | None) -> None:
             if row["doc"]:
                 click.echo(f"    {row['doc']} {row['tag']}")
         return
-    for name, exp in all_experiments().items():
-        click.echo(f"{name:<18} presets: {', '.join(exp.presets):<12} {exp.summary}")
+    exps = all_experiments()
+    cells = {n: ", ".join(p + ("*" if e.scale(p) == "paper" else "") for p in e.presets) for n, e in exps.items()}
+    wn, wp = max(map(len, exps), default=0), max(map(len, cells.values()), default=0)
+    for name, exp in exps.items():
+        click.echo(f"{name:<{wn}}  {cells[name]:<{wp}}  {exp.summary}")
+    click.echo("\n* paper scale (the paper's recipe); other presets are smoke-scale checks of the code path.")
 
 
 @main.command("run")

@@ -3,8 +3,9 @@
 Groups
 ------
 Runs are grouped by experiment, then by the preset recorded in ``config.json``, then by the
-fields overridden relative to that preset, **seed excluded** (also ``device`` and
-``threads``, which change where a run executes, not what it measures). Runs written before
+fields overridden relative to that preset, **seed excluded** (also ``device``, ``threads`` and
+every field declared ``semantic=False``, which change where or how visibly a run executes,
+not what it measures). Runs written before
 the preset was recorded form groups by their whole config (seed, device, threads excluded)
 and are labelled "preset not recorded".
 
@@ -217,11 +218,24 @@ def _is_neutral(key: str) -> bool:
     return key in NEUTRAL or key == "root" or key.endswith(".root")
 
 
-def _group_key(run: RunInfo) -> tuple[str | None, dict]:
+def _ignored(exp: Any) -> set[str]:
+    """Fields left out of a group's key: seed, device, threads and every non-semantic field."""
+    out = set(_PLACEMENT)
+    if exp is not None:
+        try:
+            from ..config import iter_fields
+
+            out |= {i.path for i in iter_fields(exp.preset()) if not i.meta.get("semantic", True)}
+        except Exception:  # noqa: BLE001 - a broken preset must not break the report
+            pass
+    return out
+
+
+def _group_key(run: RunInfo, ignored: set[str]) -> tuple[str | None, dict]:
     ov = run.overrides
     if run.preset is None or ov is None:  # legacy run: group by its whole config
-        return None, {k: v for k, v in run.config.items() if k not in _PLACEMENT}
-    return run.preset, {k: v for k, v in sorted(ov.items()) if k not in _PLACEMENT}
+        return None, {k: v for k, v in run.config.items() if k not in ignored}
+    return run.preset, {k: v for k, v in sorted(ov.items()) if k not in ignored}
 
 
 def _scale(exp: Any, run: RunInfo, overrides: dict) -> str:
@@ -239,10 +253,11 @@ _SCALE_ORDER = {"paper": 0, "paper, modified": 1, "smoke": 2, "unknown": 3}
 def group_runs(runs: list[RunInfo], exp: Any = None) -> list[Group]:
     """Groups of the (readable) runs of one experiment: paper scale first, then modified, smoke, unknown."""
     groups: dict[str, Group] = {}
+    ignored = _ignored(exp)
     for r in sorted(runs, key=lambda r: r.started, reverse=True):
         if r.status == "unreadable":
             continue
-        preset, ov = _group_key(r)
+        preset, ov = _group_key(r, ignored)
         key = json.dumps([preset, ov], sort_keys=True, default=str)
         if key not in groups:
             groups[key] = Group(r.experiment, preset, ov, _scale(exp, r, ov))

@@ -120,9 +120,9 @@ def _page(title: str, body: str) -> str:
             f"<script>{_JS}</script>\n</body></html>\n")
 
 
-def _table(head: list[str], rows: list[str], cls: str = "") -> str:
-    h = "".join(f"<th>{_e(c)}</th>" for c in head)
-    return f"<div class=\"scroll\"><table class=\"{cls}\"><tr>{h}</tr>\n" + "\n".join(rows) + "</table></div>"
+def _table(head: list[str] | None, rows: list[str], cls: str = "") -> str:
+    h = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in head) + "</tr>" if head else ""
+    return f"<div class=\"scroll\"><table class=\"{cls}\">{h}\n" + "\n".join(rows) + "</table></div>"
 
 
 # ---------------------------------------------------------------------------- figures
@@ -238,7 +238,7 @@ def _run_page(run: RunInfo, group: Group | None) -> str:
     body = [f"<nav><a href=\"index.html\">&larr; index</a><a href=\"{_slug(run.experiment)}.html\">"
             f"&larr; {_e(run.experiment)}</a></nav>",
             f"<h1>{_e(run.experiment)} <code>{_e(run.hash)}</code></h1>",
-            _table(["", ""], [f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in prov], "prov")]
+            _table(None, [f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in prov], "prov")]
     if run.summary:
         rows = [f"<tr><td><code>{_e(k)}</code></td><td class=\"num\">{_e(_fmt(v))}</td></tr>"
                 for k, v in run.summary.items() if k != "experiment"]
@@ -358,10 +358,19 @@ def build_report(runs_root: str | Path = "runs", out_dir: str | Path = "report")
                     "claims at paper scale", "claims at smoke scale / modified"], index_rows),
             "<h2>Claims of the papers, at paper scale</h2>"]
     shown = [c for c in paper_claims if not c.get("unrun")]
+    unrun_by_exp: dict[str, int] = {}
+    for c in paper_claims:
+        if c.get("unrun"):
+            unrun_by_exp[c["group"].experiment] = unrun_by_exp.get(c["group"].experiment, 0) + 1
     if not shown:
         body.append("<p><b>No paper-scale run yet.</b> Every verdict in this report comes from a smoke-scale "
                     "or modified preset (next section).</p>")
-    body.append(_claims_table_index(paper_claims))
+    else:
+        body.append(_claims_table(shown, with_group=True))
+    if unrun_by_exp:
+        items = ", ".join(f"<a href=\"{_slug(n)}.html\">{_e(n)}</a> ({k} claim{'s' if k != 1 else ''})"
+                          for n, k in unrun_by_exp.items())
+        body.append(f"<p>Claims <span class=\"not-run\">not run</span> at paper scale: {items}.</p>")
     body += [f"<h2>{_badge('smoke')} {_badge('paper, modified')} Checks at other scales</h2>",
              "<p class=\"note\">Not results about the papers: smoke-scale presets run for seconds.</p>",
              _claims_table(other_claims, with_group=True) if other_claims else "<p>None.</p>",
@@ -369,19 +378,3 @@ def build_report(runs_root: str | Path = "runs", out_dir: str | Path = "report")
     index = out_dir / "index.html"
     atomic_write_text(index, _page("featlab report", "\n".join(body)))
     return index
-
-
-def _claims_table_index(claims: list[dict]) -> str:
-    if not claims:
-        return "<p>No claims registered.</p>"
-    rows = []
-    for c in claims:
-        if c.get("unrun"):
-            g = c["group"]
-            rows.append(f"<tr><td><a href=\"{_slug(g.experiment)}.html\">{_e(g.experiment)}</a></td>"
-                        f"<td class=\"note\">no paper-scale run</td><td>{_e(c['text'])}</td><td>{_e(c['source'])}</td>"
-                        f"<td>{_e(c['reference'] or '—')}</td><td>{_e(c['criterion'])}</td><td>—</td><td></td>"
-                        f"<td class=\"not-run\">not run</td><td></td></tr>")
-        else:
-            rows += _claim_rows([c], with_group=True)
-    return _table(["experiment", "group"] + _CLAIM_HEAD, rows, "claims")
