@@ -321,6 +321,8 @@ def test_convention_provenance_of_a_config():
 
     assert provenance(TOY, ReportToyConfig(), None) == {"preset": "paper", "scale": "paper", "overrides": {}}
     assert provenance(TOY, _tiny(), None)["preset"] == "tiny"  # a config equal to a preset is that preset
+    assert provenance(TOY, replace(_tiny(), seed=2, threads=1), None) == \
+        {"preset": "tiny", "scale": "smoke", "overrides": {"seed": 2, "threads": 1}}  # ... wherever it runs
     assert provenance(TOY, replace(ReportToyConfig(), offset=2.0), None) == \
         {"preset": None, "scale": "smoke", "overrides": None}  # not a preset: nothing is guessed
     assert provenance(TOY, replace(_tiny(), seed=3), "tiny")["overrides"] == {"seed": 3}

@@ -81,9 +81,9 @@ class RunContext:
 
         Convention:
             Names the preset and its scale ("no preset" when unknown), the master seed, and
-            the overridden fields other than the seed (``"as the preset"`` when none;
-            omitted when the preset is unknown). The run's figures differ only in what the
-            experiment's own caption says it draws (which seed of a batch, which iteration).
+            the overridden fields other than the seed ("no overrides" when none; omitted when
+            the preset is unknown). The experiment's own caption says what is drawn (which
+            seed of a batch, which iteration or checkpoint) and the baselines.
         """
         p = self.provenance
         preset = p.get("preset")

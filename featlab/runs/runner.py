@@ -100,13 +100,18 @@ def provenance(exp: Any, cfg: Any, preset: str | None) -> dict:
     Convention:
         ``overrides`` maps every dotted field path whose value differs from the preset's own
         config to its value in ``cfg`` (seed, device and threads included; ``{}`` = the preset
-        as it is); ``None`` when the preset is unknown. ``scale`` is ``exp.scale(preset)``:
-        "paper" for a preset in ``exp.paper_presets``, else "smoke".
+        as it is); ``None`` when the preset is unknown. Without ``preset``, a config equal to
+        a preset in every field but seed, device and threads is taken as that preset; any other
+        config has no preset (nothing is guessed). ``scale`` is ``exp.scale(preset)``: "paper"
+        for a preset in ``exp.paper_presets``, else "smoke".
     """
     from .index import flatten
 
-    if preset is None:  # a config equal to a preset is that preset (exact match, no guessing)
-        preset = next((n for n, f in exp.presets.items() if f() == cfg), None)
+    if preset is None:  # a config equal to a preset but for where it runs is that preset (no guessing)
+        import dataclasses
+
+        place = {k: getattr(cfg, k) for k in ("seed", "device", "threads") if hasattr(cfg, k)}
+        preset = next((n for n, f in exp.presets.items() if dataclasses.replace(f(), **place) == cfg), None)
     overrides = None
     if preset is not None:
         if preset not in exp.presets:
