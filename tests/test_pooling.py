@@ -325,3 +325,25 @@ def test_sensitivity_figure_draws_trained_ideal_asymptote_and_fit_range():
     assert np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(-1)  # stride asymptote
     assert x.min() == A[mask].min() and x.max() == A[mask].max()
     assert "trained -2.00" in ax.get_title() and "ideal -1.00" in ax.get_title()
+
+
+def test_pooling_figures_have_no_clipped_or_colliding_labels():
+    from featlab.experiments.pooling import plot_sensitivities, plot_track, plot_training
+    from featlab.plotting import layout_problems
+
+    curves, summary = {}, {}
+    for name, sl, A in (("stride", "all", 2.0 ** np.arange(1, 8)), ("nostride", "none",
+                                                                     block_receptive_fields(2, [1] * 12, 128))):
+        v = Variant(name, 2 if name == "stride" else 1, 128, 32 if name == "stride" else 8, 0, len(A), sl)
+        mask = fit_mask(A, v.xi, 128)
+        log = [dict(epoch=e, train_loss=max(0.0, 1 - e / 40), val_error=max(0.0, 0.5 - e / 60))
+               for e in range(0, 300, 10)]
+        curves[name] = dict(A=A, mask=mask, spec=v, init={q: 0.5 / A ** 0.2 for q in "DGR"},
+                            trained={q: 0.4 / A ** 1.2 for q in "DGR"}, ideal={q: 0.45 / A ** 1.3 for q in "DGR"},
+                            log=log, first_zero=40, epochs=291, track=[(40, None)])
+        summary.update({f"alpha_{name}": 1.2, f"alpha_{name}_ideal": 1.3, f"alpha_{name}_asymptotic": 1.0,
+                        f"alpha_{name}_track": [[40, 1.1], [120, 1.15]], f"g_exponent_{name}": 0.5,
+                        f"g_exponent_{name}_ideal": 0.6, f"g_exponent_{name}_asymptotic": 1.0,
+                        f"g_exponent_{name}_track": [[40, 0.4], [120, 0.45]]})
+    for fig in (plot_sensitivities(curves), plot_training(curves), plot_track(curves, summary)):
+        assert layout_problems(fig) == []

@@ -572,26 +572,6 @@ def run(cfg: PoolingConfig, ctx) -> dict:
 # ----------------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------------
-def _log_axis_labels(axis, lo: float, hi: float) -> None:
-    """Readable ticks on a log axis spanning [lo, hi]: plain numbers, minor ones thinned out."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    decades = math.log10(hi / lo) if hi > lo > 0 else 0.0
-    if decades > 2.2:
-        axis.set_minor_formatter(NullFormatter())
-        return
-    keep = (2, 3, 5) if decades < 1 else (2, 5)
-
-    def fmt(v, _pos, keep=keep):
-        if v <= 0:
-            return ""
-        mant = v / 10 ** math.floor(math.log10(v) + 1e-9)
-        return f"{v:g}" if any(abs(mant - k) < 1e-6 for k in keep) else ""
-
-    axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    axis.set_minor_formatter(FuncFormatter(fmt))
-
-
 def plot_sensitivities(curves: dict):
     """3 columns (D, G, R) × one row per variant: Q_k against A_k, log-log, with the fit range.
 
@@ -601,7 +581,7 @@ def plot_sensitivities(curves: dict):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from ..plotting import PALETTE, figure
+    from ..plotting import PALETTE, figure, log_axis
     from ..theory.cnn_constant_filters import PREDICTED_EXPONENTS
 
     names = list(curves)
@@ -630,8 +610,7 @@ def plot_sensitivities(curves: dict):
                             for w, sl in zip(("trained", "ideal", "init"), slopes))
             a.set_title(f"{name} (task {v.task}, ξ={v.xi}): {q}_k\nslopes: {txt}; asympt. {p:+g}",
                         fontsize=7)
-            _log_axis_labels(a.xaxis, *a.get_xlim())
-            _log_axis_labels(a.yaxis, *a.get_ylim())
+            log_axis(a, "both")
             a.set_xlabel("receptive field A_k (pixels)")
             a.set_ylabel(f"{q}_k")
     handles = [Line2D([], [], color="0.55", ls="--", marker="o", ms=3, label="init (epoch 0)"),
@@ -646,7 +625,7 @@ def plot_sensitivities(curves: dict):
 
 
 def plot_training(curves: dict):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     fig, ax = figure(1, 2, width=3.6)
     for (name, c), col in zip(curves.items(), ("#c0392b", "#2471a3")):
@@ -654,12 +633,14 @@ def plot_training(curves: dict):
         e = np.array([r["epoch"] for r in rows]) + 1  # epochs completed (log axis)
         loss = np.array([r["train_loss"] for r in rows])
         floor = max(loss[loss > 0].min() / 10, 1e-12) if (loss > 0).any() else 1e-8
-        ax[0, 0].loglog(e, np.where(loss > 0, loss, floor), "-", color=col, label=name)
-        ax[0, 1].semilogx(e, [r["val_error"] for r in rows], "-", color=col, label=name)
+        ax[0, 0].plot(e, np.where(loss > 0, loss, floor), "-", color=col, label=name)
+        ax[0, 1].plot(e, [r["val_error"] for r in rows], "-", color=col, label=name)
         for a in ax[0]:
             if c["first_zero"] is not None:
                 a.axvline(c["first_zero"] + 1, color=col, ls="--", lw=0.8)
             a.axvline(c["epochs"], color=col, ls=":", lw=0.8)
+    log_axis(ax[0, 0], "both")
+    log_axis(ax[0, 1], "x")
     ax[0, 0].set_xlabel("epochs completed")
     ax[0, 0].set_ylabel("training hinge loss")
     ax[0, 1].set_xlabel("epochs completed")
@@ -669,7 +650,7 @@ def plot_training(curves: dict):
 
 
 def plot_track(curves: dict, summary: dict):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     fig, ax = figure(1, 2, width=3.6)
     for (name, c), col in zip(curves.items(), ("#c0392b", "#2471a3")):
@@ -680,7 +661,7 @@ def plot_track(curves: dict, summary: dict):
             xs = [x for x, _ in p] + ([c["epochs"]] if end is not None else [])
             ys = [y for _, y in p] + ([end] if end is not None else [])
             if xs:
-                a_.semilogx(xs, ys, "o-", color=col, ms=3, label=name)
+                a_.plot(xs, ys, "o-", color=col, ms=3, label=name)
             for suf, ls in (("ideal", ":"), ("asymptotic", "-.")):
                 ref = summary.get(f"{key}_{name}_{suf}")
                 if ref is not None:
@@ -691,7 +672,7 @@ def plot_track(curves: dict, summary: dict):
     ax[0, 1].set_ylabel("G exponent (fit of G_k)")
     for a in ax[0]:
         a.set_xlabel("epochs completed")
-        _log_axis_labels(a.xaxis, *a.get_xlim())
+        log_axis(a, "x")
     handles = ax[0, 0].get_legend_handles_labels()[0] + [
         Line2D([], [], color="0.3", ls=":", lw=0.8, label="ideal net"),
         Line2D([], [], color="0.3", ls="-.", lw=0.8, label="asymptotic")]
