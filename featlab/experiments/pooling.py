@@ -76,14 +76,14 @@ class DataConfig:
 class NoStrideConfig:
     task: int | None = F(1, "task of the no-stride net (None: data.task). Task 1, because the "
                          "no-stride net (circular padding, GAP) is invariant to circular shifts "
-                         "and cannot represent Task 2", choices=(None, 1, 2))
+                         "and cannot represent Task 2", choices=(None, 1, 2), tag="[inferred]")
     xi: int | None = F(8, "its ξ (None: data.xi); its nominal receptive field depth·(F−1) + 1 must "
-                       "exceed ξ + gap to see a close pair", ge=1)
+                       "reach ξ + gap to see a close pair", ge=1, tag="[inferred]")
     gap: int | None = F(2, "its task-1 gap (None: data.gap). With gap 0 the ±1 local diffeo moves "
                         "pairs across the label boundary d = ξ, so the task itself forbids "
                         "insensitivity to it; gap 2 keeps every diffeo inside one class or the band",
-                        ge=0)
-    depth: int | None = F(12, "its number of blocks (None: model.depth)", ge=1)
+                        ge=0, tag="[inferred]")
+    depth: int | None = F(12, "its number of blocks (None: model.depth)", ge=1, tag="[inferred]")
 
 
 @dataclass(frozen=True)
