@@ -78,39 +78,6 @@ def _print_summary(summary: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print config and summary as JSON.")
 def show_cmd(run_dir: str, as_json: bool) -> None:
     """Show a run directory: status, config, summary and figure paths."""
-    from ..runs import RunDir
+    from .runs_cmd import show_run
 
-    rd = RunDir(run_dir)
-    if not rd.config.is_file():
-        raise ConfigError("RUN_DIR", "not a run directory (no config.json)", run_dir)
-    meta = rd.read_config()
-    status = rd.status()
-    if as_json:
-        click.echo(json.dumps({"status": status, "meta": meta, "summary": rd.read_summary(),
-                               "failure": rd.read_failure(),
-                               "figures": [str(p) for p in rd.figure_paths()]}, indent=2))
-        return
-    click.echo(f"{rd.path}  [{status.upper()}]")
-    click.echo(f"experiment: {meta['experiment']}   hash: {meta['hash']}   seed: {meta['seed']}   "
-               f"device: {meta['device']}")
-    click.echo(f"featlab {meta['featlab_version']}, torch {meta['torch_version']}, "
-               f"commit {meta.get('git_commit') or 'n/a'}")
-    if meta.get("reference_quirks"):
-        click.echo("reference quirks: " + ", ".join(meta["reference_quirks"]))
-    if status == "failed":
-        fail = rd.read_failure()
-        click.echo(f"FAILED ({fail.get('reason')}): {fail.get('message')}")
-    elif status == "incomplete":
-        click.echo("INCOMPLETE: no DONE marker (killed or still running); `featlab run` will redo it")
-    click.echo("config:")
-    for line in json.dumps(meta["config"], indent=2).splitlines()[1:-1]:
-        click.echo("  " + line.strip().rstrip(","))
-    summary = rd.read_summary()
-    if summary:
-        click.echo("summary:")
-        _print_summary(summary)
-    figs = rd.figure_paths()
-    if figs:
-        click.echo("figures:")
-        for p in figs:
-            click.echo(f"  {p}")
+    show_run(run_dir, as_json)

@@ -89,8 +89,8 @@ def evaluate_claims(exp: Any, summaries: list[dict]) -> list[dict]:
     return rows
 
 
-def _img(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+def _img(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def _claims_table(rows: list[dict], with_experiment: bool = False) -> str:
@@ -159,6 +159,12 @@ def build_report(runs_root: str | Path = "runs", out_dir: str | Path = "report")
                 f = RunDir(r["path"]).read_failure()
                 body.append(f"<li><code>{_e(r['hash'])}</code> ({_e(f.get('reason'))}): {_e(f.get('message'))}</li>")
             body.append("</ul>")
+        unreadable = [r for r in group if r["status"] == "unreadable"]
+        if unreadable:
+            body.append("<h2>Unreadable run folders</h2><ul>")
+            for r in unreadable:
+                body.append(f"<li><code>{_e(r['path'])}</code>: {_e(r.get('problem'))}</li>")
+            body.append("</ul>")
         for r in done[:_MAX_RUNS_WITH_FIGURES]:
             rd = RunDir(r["path"])
             pngs = [p for p in rd.figure_paths() if p.suffix == ".png"]
@@ -170,7 +176,10 @@ def build_report(runs_root: str | Path = "runs", out_dir: str | Path = "report")
                 body.append(f"<p>Reference quirks active: {_e(', '.join(quirks))}</p>")
             caps = rd.captions()
             for p in pngs:
-                body.append(f"<figure><img src=\"{_img(p)}\" alt=\"{_e(p.stem)}\">"
+                data = rd.read_figure(p)
+                if data is None:
+                    continue
+                body.append(f"<figure><img src=\"{_img(data)}\" alt=\"{_e(p.stem)}\">"
                             f"<figcaption><b>{_e(p.stem)}</b>. {_e(caps.get(p.stem, ''))}</figcaption></figure>")
         atomic_write_text(out_dir / f"{_slug(name)}.html", _page(f"featlab: {name}", "\n".join(body)))
         n = {s: sum(r["status"] == s for r in group) for s in ("done", "failed", "incomplete")}
