@@ -56,9 +56,11 @@ class ExperimentConfig:
         count; CPU and CUDA random streams differ (data for GPU runs are drawn on the GPU for
         speed).
 
-    ``threads``: torch's reductions split work by thread count, so 1 and 2 threads give
-    results that differ in the last digits (cnfa's baseline 0.9322329 vs 0.9322247), and
-    differences can grow over a long training run. An explicit ``threads=N`` is therefore part
+    ``threads``: some torch CPU kernels split their sums by thread count (oneDNN convolutions
+    and their gradients do; a plain ``sum`` or ``matmul`` did not in our check), so 1 and 2
+    threads give results that differ in the last digits (cnfa's baseline 0.9322329 vs
+    0.9322247), and differences can grow over a long training run. Making every kernel
+    thread-independent is not in our hands. An explicit ``threads=N`` is therefore part
     of the run hash (``semantic="if-set"``) and reproduces bit for bit. ``None`` (the default)
     lets the runner choose a count that cannot oversubscribe this machine (see
     :func:`featlab.utils.threads.auto_threads`); that choice depends on the machine and its

@@ -151,7 +151,7 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
         tr = effective_dynamics(S0, S1, f, tau=cfg.lr, n_steps=cfg.steps, w0=w0, n_snapshots=cfg.n_snapshots)
         assert tr.steps.tolist() == keep
         ode[name] = tr.w[:, 0].numpy()  # (T, D)
-        ctx.check_finite(torch.as_tensor(ode[name][-1] ** 2).sum(), f"ODE weights |w|^2 ({name})")
+        ctx.check_finite(torch.as_tensor(ode[name][-1]).pow(2).sum(), f"ODE weights |w|^2 ({name})")
     sim = {}
     for name, task in tasks.items():
         gen = ctx.generator("data")  # same stream for NLGP and clone

@@ -88,7 +88,8 @@ def _check_meta(meta: dict) -> None:
     if not isinstance(meta.get("experiment"), str) or not meta["experiment"]:
         raise _Bad(f"config.json: 'experiment' must be a name, found {meta.get('experiment')!r}")
     for key, typ, name in (("hash", str, "a string"), ("config", dict, "an object"),
-                           ("reference_quirks", list, "a list")):
+                           ("reference_quirks", list, "a list"), ("started", str, "a string"),
+                           ("device", str, "a string")):
         if key in meta and not isinstance(meta[key], typ):
             raise _Bad(f"config.json: '{key}' must be {name}, found {type(meta[key]).__name__}")
     if not all(isinstance(q, str) for q in meta.get("reference_quirks", [])):
