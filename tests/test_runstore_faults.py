@@ -446,9 +446,11 @@ def test_malformed_folders_are_listed_unreadable_and_the_rest_is_reported(tmp_pa
         for extra in ([], ["--json"]):
             s = CliRunner().invoke(main, ["show", str(out / "sweep-toy" / name), *extra])
             assert s.exit_code == 0 and "Traceback" not in s.output and "nreadable" in s.output.lower(), s.output
-    html = build_report(out, tmp_path / "report").with_name("sweep-toy.html").read_text()
+    index = build_report(out, tmp_path / "report")
+    html = index.read_text()
     assert "Unreadable run folders" in html and all(name in html for name in _BAD)
-    assert "holds" in html  # the good run's claims are still evaluated
+    assert "not valid JSON" in html and "expected a JSON object" in html  # with the reasons
+    assert "holds" in index.with_name("sweep-toy.html").read_text()  # the good run is still reported
 
 
 # ------------------------------------------------------------------ 11. symlinked figures
@@ -616,6 +618,6 @@ def test_sweep_workers_split_the_cores(tmp_path, monkeypatch):
     from featlab.config import to_dict
 
     monkeypatch.delenv("FEATLAB_THREADS", raising=False)
-    res = run_one("sweep-toy", to_dict(Toy()), str(tmp_path), ("sweep_toy",), workers=64)
+    res = run_one("sweep-toy", to_dict(Toy()), str(tmp_path), ("sweep_toy",), "tiny", workers=64)
     plan = RunDir(res["path"]).read_config()["thread_plan"]
     assert plan["workers"] == 64 and RunDir(res["path"]).read_config()["threads_used"] == 1

@@ -26,7 +26,7 @@ def show_run(run_dir: str, as_json: bool) -> None:
     """Print one run folder: status, config, summary, figures; an unreadable folder prints its
     status and the reason instead of crashing (and whatever else can be read)."""
     from ..runs import RunDir
-    from .commands import _print_summary
+    from .commands import _nested_lines, _print_summary
 
     rd = RunDir(run_dir)
     if not (rd.config.is_file() or rd.config.is_symlink()):
@@ -46,6 +46,15 @@ def show_run(run_dir: str, as_json: bool) -> None:
     if meta:
         click.echo(f"experiment: {meta.get('experiment')}   hash: {meta.get('hash')}   seed: {meta.get('seed')}   "
                    f"device: {meta.get('device')}   threads: {meta.get('threads_used', 'n/a')}")
+        if "preset" in meta:
+            ov = meta.get("overrides")
+            if ov is None:
+                ov_text = "unknown"
+            elif isinstance(ov, dict):
+                ov_text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in ov.items()) or "none"
+            else:
+                ov_text = str(ov)
+            click.echo(f"preset: {meta.get('preset') or 'none'} ({meta.get('scale')} scale)   overrides: {ov_text}")
         click.echo(f"featlab {meta.get('featlab_version', '?')}, torch {meta.get('torch_version', '?')}, "
                    f"commit {meta.get('git_commit') or 'n/a'}")
         if meta.get("reference_quirks"):
@@ -59,8 +68,8 @@ def show_run(run_dir: str, as_json: bool) -> None:
             click.echo("INCOMPLETE: no DONE marker (killed); `featlab run` will redo it")
     if isinstance(meta.get("config"), dict):
         click.echo("config:")
-        for line in json.dumps(meta["config"], indent=2, default=str).splitlines()[1:-1]:
-            click.echo("  " + line.strip().rstrip(","))
+        for line in _nested_lines(meta["config"]):
+            click.echo("  " + line)
     if info.summary:
         click.echo("summary:")
         _print_summary(info.summary)

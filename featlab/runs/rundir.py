@@ -133,8 +133,9 @@ class RunDir:
         try:
             raw = _read_json(self.config, "config.json")
             if raw is not None:
-                info.meta = _object(raw, "config.json")
-                _check_meta(info.meta)
+                meta = _object(raw, "config.json")
+                _check_meta(meta)  # a config.json that is not what the layout says is not used at all
+                info.meta = meta
             info.summary = _object(_read_json(self.summary, "summary.json"), "summary.json")
             info.failure = _object(_read_json(self.failed, "FAILED"), "FAILED")
             caps = _object(_read_json(self.figures / "captions.json", "figures/captions.json"),

@@ -12,7 +12,8 @@ Order of events (see :mod:`featlab.runs.rundir` for the layout):
    existing folder (killed, crashed, diverged, unreadable or forced) is first *renamed away*
    (``.<hash12>.trash-*``, one atomic step) and then deleted, so a kill during clean-up never
    leaves a ``DONE`` folder without its results.
-4. Write ``config.json`` first (if that fails, e.g. a full disk, the folder is removed and
+4. Write ``config.json`` first, with the preset, its scale and the overridden fields (see
+   :func:`provenance`; if writing fails, e.g. a full disk, the folder is removed and
    :class:`RunStoreError` says why), then run, appending metrics and saving arrays and
    figures, with a CPU thread count that cannot oversubscribe the machine
    (:func:`featlab.utils.threads.auto_threads`, or ``cfg.threads``), restored afterwards.
@@ -44,12 +45,13 @@ import torch
 
 from ..config import ConfigError, active_quirks, config_hash, to_dict, validate
 from ..utils import atomic_write_json, atomic_write_text, fsync_dir, resolve_device
+from ..utils.progress import TqdmHandler
 from ..utils.threads import auto_threads, thread_limits
 from .context import DivergenceError, RunContext, first_nonfinite
 from .lock import RunBusy, RunLock
 from .rundir import STATUS_DONE, RunDir
 
-__all__ = ["execute", "RunResult", "RunFailed", "RunBusy", "RunStoreError", "Terminated", "run_path"]
+__all__ = ["execute", "RunResult", "RunFailed", "RunBusy", "RunStoreError", "Terminated", "run_path", "provenance"]
 
 
 class RunFailed(RuntimeError):
@@ -117,7 +119,7 @@ def _logger(rundir: RunDir, quiet: bool) -> tuple[logging.Logger, list[logging.H
     fh.setFormatter(fmt)
     handlers: list[logging.Handler] = [fh]
     if not quiet:
-        sh = logging.StreamHandler(sys.stderr)
+        sh = TqdmHandler(sys.stderr)  # log lines printed above a live progress bar, never through it
         sh.setFormatter(fmt)
         handlers.append(sh)
     for h in handlers:
@@ -197,12 +199,42 @@ def _reason(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------- the runner
-def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "runs", *,
-            force: bool = False, quiet: bool = False, wait: float | None = 0,
-            workers: int = 1) -> RunResult:
-    """Run ``experiment`` with ``cfg`` (default: its default preset) under ``out``.
+def provenance(exp: Any, cfg: Any, preset: str | None) -> dict:
+    """``{"preset", "scale", "overrides"}`` recorded in config.json (see :func:`execute`).
 
-    Returns a :class:`RunResult`; ``skipped`` is True when a DONE run was found. Raises
+    Convention:
+        ``overrides`` maps every dotted field path whose value differs from the preset's own
+        config to its value in ``cfg`` (seed, device and threads included; ``{}`` = the preset
+        as it is); ``None`` when the preset is unknown. Without ``preset``, a config equal to
+        a preset in every field but seed, device and threads is taken as that preset; any other
+        config has no preset (nothing is guessed). ``scale`` is ``exp.scale(preset)``: "paper"
+        for a preset in ``exp.paper_presets``, else "smoke".
+    """
+    from .index import flatten
+
+    if preset is None:  # a config equal to a preset but for where it runs is that preset (no guessing)
+        import dataclasses
+
+        place = {k: getattr(cfg, k) for k in ("seed", "device", "threads") if hasattr(cfg, k)}
+        preset = next((n for n, f in exp.presets.items() if dataclasses.replace(f(), **place) == cfg), None)
+    overrides = None
+    if preset is not None:
+        if preset not in exp.presets:
+            raise ConfigError("preset", "allowed: " + ", ".join(exp.presets), preset)
+        base, now = flatten(to_dict(exp.preset(preset))), flatten(to_dict(cfg))
+        overrides = {k: v for k, v in now.items() if base.get(k, object()) != v}
+    return {"preset": preset, "scale": exp.scale(preset), "overrides": overrides}
+
+
+def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "runs", *,
+            force: bool = False, quiet: bool = False, preset: str | None = None, wait: float | None = 0,
+            workers: int = 1) -> RunResult:
+    """Run ``experiment`` with ``cfg`` (default: the preset ``preset``, else the default one) under ``out``.
+
+    ``preset`` names the preset ``cfg`` was built from; config.json then records it with the
+    fields overridden relative to it and its scale (:func:`provenance`), and every figure
+    caption says so. Returns a :class:`RunResult`; ``skipped`` is True when a DONE run was
+    found. Raises
     :class:`~featlab.config.ConfigError` for bad configs or output roots (nothing written),
     :class:`RunBusy` when another process holds the folder (after ``wait`` seconds; ``None``
     waits for ever), :class:`RunStoreError` when ``config.json`` cannot be written, and
@@ -214,10 +246,12 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
 
     exp = get(experiment) if isinstance(experiment, str) else experiment
     if cfg is None:
-        cfg = exp.preset()
+        preset = exp.default_preset if preset is None else preset
+        cfg = exp.preset(preset)
     if not isinstance(cfg, exp.config):
         raise TypeError(f"{exp.name} expects a {exp.config.__name__}, got {type(cfg).__name__}")
     validate(cfg)
+    prov = provenance(exp, cfg, preset)
     device = resolve_device(cfg.device)
 
     folder = run_path(out, exp.name, cfg)
@@ -245,6 +279,7 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
                 "hash": rundir.path.name,
                 "config": to_dict(cfg),
                 "seed": cfg.seed,
+                **prov,
                 "device": str(device),
                 "reference_quirks": quirks,
                 "featlab_version": _version(),
@@ -260,7 +295,7 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
             except OSError as e:
                 _rm(folder)
                 raise RunStoreError(f"cannot write {rundir.config}: {e.strerror or e}; nothing was run") from None
-            return _run(exp, cfg, rundir, device, quirks, plan.threads, quiet)
+            return _run(exp, cfg, rundir, device, quirks, plan.threads, quiet, prov)
     finally:
         lock.release()
 
@@ -270,9 +305,9 @@ def _thread_meta(plan: Any) -> dict:
 
 
 def _run(exp: Any, cfg: Any, rundir: RunDir, device: torch.device, quirks: list[str], threads: int,
-         quiet: bool) -> RunResult:
+         quiet: bool, prov: dict) -> RunResult:
     log, handlers = _logger(rundir, quiet)
-    ctx = RunContext(rundir, cfg, device, log, quirks)
+    ctx = RunContext(rundir, cfg, device, log, quirks, provenance=prov)
     t0 = time.perf_counter()
     log.info("run %s -> %s (%d CPU thread%s)", exp.name, rundir.path, threads, "s" if threads != 1 else "")
     if quirks:

@@ -35,8 +35,10 @@ __all__ = ["run_one", "run_sweep", "SweepResult", "SweepRow"]
 
 
 def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] = (),
-            workers: int | None = None) -> dict:
+            preset: str | None = None, workers: int | None = None) -> dict:
     """Run one config in a worker process; never raises for a failed run.
+
+    ``preset`` (the spec's) is recorded in config.json with the fields overridden relative to it.
 
     Waits while another process holds the run folder's lock, then skips it if that run ended
     DONE. ``workers``: runs of this sweep executing at once on this machine, so that each run
@@ -53,7 +55,7 @@ def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] 
     exp = get(experiment)
     cfg = from_dict(exp.config, cfg_dict)
     try:
-        res = execute(exp, cfg, out, quiet=True, wait=None, workers=workers or _dask_threads())
+        res = execute(exp, cfg, out, quiet=True, preset=preset, wait=None, workers=workers or _dask_threads())
         return {"status": "skipped" if res.skipped else "done", "path": str(res.path), "error": ""}
     except RunFailed as e:
         return {"status": "failed", "path": str(e.rundir.path), "error": e.rundir.read_failure().get("traceback", str(e))}
@@ -156,7 +158,8 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs", *, kind: str | None = N
 
                 def submit(row: SweepRow, cfg: Any) -> None:
                     row.attempts += 1
-                    fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins, per_host)
+                    fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins,
+                                    spec.preset, per_host)
                     futures[fut] = (row, cfg)
 
                 for row, cfg in todo:
