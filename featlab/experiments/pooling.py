@@ -10,10 +10,11 @@ epoch cap (recorded). One net has stride F in every block ("stride"); the other 
 ("nostride"). Each variant is trained on a task its receptive field can solve:
 
 - stride: Task 2 (block membership), the reference's task; its last block sees all L pixels.
-- nostride: Task 1 (periodic distance) at a smaller ξ with a deeper net. With circular padding
-  and global average pooling the no-stride net is exactly invariant to circular shifts, so it
-  cannot represent Task 2's labels (block membership is not shift invariant), and at F = 2 its
-  nominal receptive field is depth + 1 pixels, so it needs depth ≥ ξ + gap to see a close pair.
+- nostride: Task 1 (periodic distance, with a gap) at a smaller ξ with a deeper net. With
+  circular padding and global average pooling the no-stride net is exactly invariant to
+  circular shifts, so it cannot represent Task 2's labels (block membership is not shift
+  invariant), and at F = 2 its nominal receptive field is depth + 1 pixels, so it needs
+  depth + 1 ≥ ξ + gap to see a close pair.
 
 Before training, along training (at multiples of e₀) and after it we measure, after every
 block k, D_k (the local diffeo: each active pixel moves by ±1 unless it would change ξ-block),
@@ -56,7 +57,8 @@ CLAIM_TOL = 0.25
 @dataclass(frozen=True)
 class DataConfig:
     dim: int = F(1, "1: the 1D task (§6.2) with the ±1 local diffeo; 2: two points on an L×L grid "
-                 "(§6.1, L2 distance, task/P_val unused) with the 8-neighbour local translation",
+                 "(§6.1, L2 distance, task unused; the same task for both nets) with the 8-neighbour "
+                 "local translation",
                  choices=(1, 2))
     L: int = F(128, "input length (1D) or side (2D), pixels", ge=4, tag="[code]")
     xi: int = F(32, "scale ξ in pixels: block size (task 2) or distance threshold (task 1); the "
