@@ -34,7 +34,7 @@ def _ctx(seed=0):
 
 
 # --- stopping rule ------------------------------------------------------------------------------
-def test_stop_rule_on_a_known_zero_loss_sequence():
+def test_convention_stop_rule_checks_zero_based_epochs_and_needs_zero_validation_error():
     # loss > 0 up to epoch 23, then 0; checked every 10 -> e0 = 30; 3x -> e >= 90, needs val 0
     def first_stop(rule, val):
         return next(e for e in range(1000) if rule(e, 1.0 if e < 24 else 0.0, val(e)))
@@ -100,7 +100,7 @@ def test_weight_decay_touches_conv_weights_only():
 
 
 # --- fit range ----------------------------------------------------------------------------------
-def test_fit_range_excludes_A_at_least_xi_and_A_equal_L():
+def test_convention_fit_range_excludes_A_at_least_xi_and_A_equal_L():
     A = block_receptive_fields(2, [2] * 7, 128)
     assert np.array_equal(A, 2.0 ** np.arange(1, 8))
     assert fit_mask(A, 32, 128).tolist() == [True] * 4 + [False] * 3
@@ -177,7 +177,7 @@ def test_ideal_exponent_under_the_experiment_protocol_equals_the_closed_form(nam
 
 
 # --- data -----------------------------------------------------------------------------------------
-def test_reference_probe_set_is_a_tenth_of_all_pairs_half_per_class():
+def test_convention_reference_probe_set_is_a_tenth_of_all_pairs_half_per_class():
     x, y, pos = scale_detection_1d_probes(128, 32, 0, 2, generator=torch.Generator().manual_seed(0))
     assert len(x) == 812 and int((y == 1).sum()) == int((y == -1).sum()) == 406
     assert sum(scale_detection_1d_class_counts(128, 32, 0, 2)) == 8128
