@@ -63,6 +63,10 @@ class DataConfig:
     def check(self) -> None:
         if self.resize < self.image_size:
             raise ConfigError("resize", f"must be >= data.image_size ({self.image_size})", self.resize)
+        if self.dataset == "cifar10":
+            from ..data.images import require
+
+            require("cifar10", self.root, "data.root")  # a missing archive: refused before any folder exists
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ class TrainConfig:
     epochs: int = F(20, "training epochs (at most)", ge=1)
     stop_loss: float = F(0.0, "stop once an epoch's mean training loss is below this (reference 1e-5; 0: never)", ge=0)
     batch_size: int = F(64, "mini-batch size", ge=2)
-    probe_epochs: tuple[int, ...] = F((5, 10), "epochs after which CNFA is measured (besides init and the end)", ge=1)
+    probe_epochs: tuple[int, ...] = F((5, 10), "epochs after which CNFA is measured (besides init and the end)", ge=1,
+                                      length=(0, None))
 
 
 @dataclass(frozen=True)
