@@ -131,3 +131,17 @@ def test_presets_validate(name):
     exp = get(name)
     for preset in exp.presets:
         validate(exp.preset(preset))
+
+
+def test_convrfm_iteration_figure_marks_the_selected_iteration_without_overlaps():
+    from featlab.experiments.convrfm import figure_curves
+    from featlab.plotting import layout_problems
+
+    curves = {"row_signal": [0.86, 0.86, 0.9, 0.9], "digits": [1.0, 1.0, 1.0, 1.0]}
+    fig = figure_curves(curves, {"row_signal": 2, "digits": 0})
+    fig.canvas.draw()
+    a = fig.axes[0]
+    assert [float(t) for t in a.get_xticks()] == [0.0, 1.0, 2.0, 3.0]
+    rings = [ln for ln in a.get_lines() if ln.get_linestyle() == "None"]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in rings] == [(2, 0.9), (0, 1.0)]
+    assert a.get_legend() is not None and layout_problems(fig) == []
