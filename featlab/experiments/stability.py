@@ -23,30 +23,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..config import ConfigError, ExperimentConfig, F, sub
+from ..models.zoo import available as _zoo_names
 from .registry import Claim, Experiment, register
 
 NAME = "stability"
 DATASETS = ("photos", "digits", "cifar10")
 #: native image side, default train / test sizes of each data set
 _NATIVE = {"photos": (32, 5000, 500), "digits": (32, 1300, 497), "cifar10": (32, 50000, 10000)}
-_CIFAR_FILES = ("cifar-10-python.tar.gz", "cifar-10-batches-py")
-
-
-def _cifar_root(root: str | None) -> Path | None:
-    """The folder (or archive) holding CIFAR-10, or None when neither it nor FEATLAB_DATA is set."""
-    from ..data.images import ENV_VAR
-
-    r = root if root is not None else os.environ.get(ENV_VAR)
-    return Path(r).expanduser() if r else None
 
 
 @dataclass(frozen=True)
@@ -78,13 +68,9 @@ class DataConfig:
             if self.input_size not in (None, 32):
                 raise ConfigError("input_size", "CIFAR-10 is used at its native 32×32: leave it None or 32",
                                   self.input_size)
-            r = _cifar_root(self.root)
-            if r is None:
-                raise ConfigError("root", "required with data.dataset=cifar10: a folder holding "
-                                  "cifar-10-python.tar.gz or cifar-10-batches-py/ (or set FEATLAB_DATA)")
-            if not (r.is_file() or any((r / n).exists() for n in _CIFAR_FILES)):
-                raise ConfigError("root", "no cifar-10-python.tar.gz or cifar-10-batches-py/ there "
-                                  "(nothing is downloaded)", str(r))
+            from ..data.images import require
+
+            require("cifar10", self.root, "root")  # None: FEATLAB_DATA; missing: refused before any folder
         if self.dataset != "photos":
             for nm, v, most in (("n_train", self.n_train, ntr), ("n_test", self.n_test, nte)):
                 if v is not None and v > most:
@@ -95,7 +81,7 @@ class DataConfig:
 class NetsConfig:
     names: tuple[str, ...] = F(("fc2", "fc4", "lenet", "vanilla", "alexnet", "vgg11_bn", "resnet18"),
                                "zoo architectures (featlab.models.get); 'vanilla' is the simple CNN with "
-                               "the vanilla_* settings")
+                               "the vanilla_* settings", choices=tuple(_zoo_names()))
     vanilla_depth: int = F(4, "conv blocks of the 'vanilla' CNN", ge=1)
     vanilla_width: int = F(32, "channels of the 'vanilla' CNN", ge=1, cost="time ∝ width²")
     vanilla_pool: str | None = F("max", "2×2 pooling after each block of 'vanilla' (None: none; without "
@@ -104,15 +90,8 @@ class NetsConfig:
     layerwise: tuple[str, ...] = F(("lenet", "vanilla", "alexnet", "vgg11_bn"),
                                    "nets that also get per-layer D/G/R (init, trained, shuffled) and "
                                    "filter spectra (first corruption value, every seed), when they are "
-                                   "in nets.names; [I23] Fig. 3 uses VGG11, VGG11-BN, AlexNet, LeNet")
-
-    def check(self) -> None:
-        from ..models.zoo import available
-
-        for field, names in (("names", self.names), ("layerwise", self.layerwise)):
-            bad = [n for n in names if n not in available()]
-            if bad or (field == "names" and not names):
-                raise ConfigError(field, "allowed: " + ", ".join(available()), names)
+                                   "in nets.names; [I23] Fig. 3 uses VGG11, VGG11-BN, AlexNet, LeNet",
+                                   choices=tuple(_zoo_names()), length=(0, None))
 
 
 @dataclass(frozen=True)
@@ -270,7 +249,7 @@ def _load(cfg: StabilityConfig, ctx):
                                                        align_corners=False)
         data = dataclasses.replace(data, x_train=rs(data.x_train), x_test=rs(data.x_test))
     else:
-        data = images.load_cifar10(_cifar_root(d.root))
+        data = images.load_cifar10(d.root)
         if n_test < len(data.y_test):
             keep = torch.randperm(len(data.y_test), generator=g)[:n_test].sort().values
             data = dataclasses.replace(data, x_test=data.x_test[keep], y_test=data.y_test[keep])
@@ -652,41 +631,6 @@ def _save(rows, lw, spectra, curves, s, cfg, ctx, chance) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def _log_ticks(ax, which: str = "both", max_labels: int = 6) -> None:
-    """Label a log axis with at most ``max_labels`` ticks from 1, 1-3, 1-2-5 or 1..9 per decade.
-
-    The densest of these sets that fits is used (the first with ≥ 3 ticks inside the limits, or
-    the last one that stays under ``max_labels``; evenly spaced round values when the axis spans
-    less than about a factor 2); minor ticks stay, unlabelled, so labels of a log axis spanning
-    under a decade never collide.
-    """
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-
-    for axis in ("x", "y"):
-        if which not in ("both", axis):
-            continue
-        lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
-        if not (lo > 0 and np.isfinite(hi)):
-            continue
-        best = None
-        for subs in ((1,), (1, 3), (1, 2, 5), tuple(range(1, 10))):
-            ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-                     for m in subs if lo <= m * 10.0 ** e <= hi]
-            if len(ticks) > max_labels:
-                break
-            best = ticks
-            if len(ticks) >= 3:
-                break
-        if not best or len(best) < 2:  # under a factor ~2: evenly spaced round values
-            from matplotlib.ticker import MaxNLocator
-
-            best = [v for v in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= v <= hi and v > 0]
-        a = getattr(ax, f"{axis}axis")
-        a.set_major_locator(FixedLocator(best))
-        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-        a.set_minor_formatter(NullFormatter())
-
-
 def _colours(names):
     from matplotlib import colormaps
 
@@ -695,7 +639,7 @@ def _colours(names):
 
 
 def plot_correlation(rows: list[dict], s: dict, threshold: float, chance: float):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     fig, ax = figure(1, 3, width=3.0, height=2.8)
     col = _colours([r["net"] for r in rows])
@@ -709,8 +653,6 @@ def plot_correlation(rows: list[dict], s: dict, threshold: float, chance: float)
                 a.plot(r[q], r["test_error"], "o", color=col[r["net"]], ms=5)
             else:
                 a.plot(r[q], r["test_error"], "o", mfc="none", mec="0.6", ms=5)
-        a.set_xscale("log")
-        a.set_yscale("log")
         a.axhline(chance, color="0.5", ls="--", lw=0.8)
         a.set_xlabel(f"{q}_f (mean protocol)")
         a.set_ylabel("test error ε")
@@ -726,8 +668,7 @@ def plot_correlation(rows: list[dict], s: dict, threshold: float, chance: float)
     a.plot([], [], "o", mfc="none", mec="0.6", label="left out")
     fig.legend(*a.get_legend_handles_labels(), loc="outside right center", fontsize=7, frameon=False)
     for a in ax[0]:
-        if a.has_data():
-            _log_ticks(a)
+        log_axis(a, "both")
     return fig
 
 
@@ -755,7 +696,7 @@ def plot_training(curves: dict, chance: float, threshold: float):
 
 
 def plot_layers(lw: dict):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     nets = list(lw)
     width = max(3.2, 0.14 * max(len(v["layers"]) for v in lw.values()))
@@ -767,20 +708,20 @@ def plot_layers(lw: dict):
             a = ax[i, j]
             for w, st in (("init", "--"), ("trained", "-"), ("shuffled", ":")):
                 y = np.array([np.nan if u is None else u for u in v[f"{q}_{w}"]], float)
-                a.semilogy(k, y, st, marker=".", label=w)
+                a.plot(k, y, st, marker=".", label=w)
             if q == "R":
                 a.axhline(1.0, color="0.5", lw=0.6, ls=(0, (1, 3)))
             a.set_xticks(k)
             a.set_xticklabels(v.get("labels", v["layers"]), rotation=90, fontsize=5)
             a.set_ylabel(f"{q}_k")
             a.set_title(f"{n}: {q}_k" + ("" if v.get("trained_any", True) else " (not trained)"))
-            _log_ticks(a, "y")
+            log_axis(a, "y")
     fig.legend(*ax[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7, frameon=False)
     return fig
 
 
 def plot_spectra(spectra: dict):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     nets = list(spectra)
     fig, ax = figure(len(nets), 2, width=3.2, height=2.5)
@@ -791,11 +732,10 @@ def plot_spectra(spectra: dict):
                 F2 = mult.sum()
                 a.plot(lam, gam / mult * F2, marker="o", ms=3, label=layer)
             a.axhline(1.0, color="0.5", ls="--", lw=0.8)
-            a.set_yscale("log")
             a.set_xlabel("Laplacian eigenvalue λ")
             a.set_ylabel("F²·γ_λ / multiplicity")
             a.set_title(f"{n}, {w}")
-            _log_ticks(a, "y")
+            log_axis(a, "y")
         if spectra[n]["trained"]:
             ax[i, 1].legend(fontsize=6, loc="best")
     return fig
