@@ -257,9 +257,13 @@ def test_figures_have_no_colliding_or_clipped_labels():
     lam, mult = np.array([0.0, 1, 2, 3, 4, 6]), np.array([1, 2, 1, 2, 2, 1])
     spectra = {"lenet": {w: {"conv1": (lam, rng.uniform(0.1, 0.3, 6), mult)} for w in ("init", "trained")}}
     curves = {n: [list(rng.uniform(0.2, 0.9, 12))] * 2 for n in nets}
-    for fig in (plot_correlation(rows, s, 0.45, 0.9), plot_layers(lw), plot_spectra(spectra),
-                plot_training(curves, 0.9, 0.45)):
+    figs = (plot_correlation(rows, s, 0.45, 0.9), plot_layers(lw), plot_spectra(spectra),
+            plot_training(curves, 0.9, 0.45))
+    for fig in figs:
         assert layout_problems(fig) == []
+    legend = [t.get_text() for t in figs[0].legends[0].get_texts()]
+    assert "fc2" not in legend and "lenet" in legend and "left out" in legend  # no colour for a net never fitted
+    assert "R_k = 1" in " ".join(t.get_text() for t in figs[1].legends[0].get_texts())  # the baseline is named
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -306,6 +310,22 @@ def test_cifar10_from_featlab_data_at_32(tmp_path, monkeypatch, one_thread):
     assert "3, 32, 32" in (path / "log.txt").read_text()  # (C, H, W) of the probes: native size
 
 
+def test_paper_cifar10_preset_is_the_reference_recipe_and_validates_with_the_archive(tmp_path, monkeypatch):
+    _write_cifar10(tmp_path)
+    monkeypatch.setenv("FEATLAB_DATA", str(tmp_path))
+    c = get("stability").preset("paper_cifar10")
+    validate(c)  # the archive under FEATLAB_DATA is found; 500 probes of 10000 test images
+    assert c.data.dataset == "cifar10" and c.data.sizes() == (32, 50000, 10000)
+    assert c.data.corruption_stds == (0.0, 1e-2, 1e-1, 1.0, 10.0, 30.0, 100.0) and c.n_seeds == 4
+    t = c.train
+    assert (t.epochs, t.bn_epochs, t.batch_size, t.cnn_lr, t.bn_lr, t.fc_lr, t.warmup_epochs, t.momentum,
+            t.weight_decay, t.augment) == (250, None, 128, 0.1, 0.1, 0.1, 0, 0.9, 5e-4, "auto")
+    assert c.probe.n_probe == 500 and c.probe.delta == 1.0 and c.probe.cut == 3 and c.probe.corrupt_probes
+    assert set(c.nets.layerwise) == {"lenet", "alexnet", "vgg11", "vgg11_bn"} <= set(c.nets.names)
+    # one field takes any preset to CIFAR-10, at 32×32 (no resize in tiny)
+    assert validate(apply_overrides(get("stability").preset("tiny"), ["data.dataset=cifar10"])).data.sizes()[0] == 32
+
+
 # ---------------------------------------------------------------------------------------------- runs
 def test_a_diverging_net_is_left_out_and_the_others_go_on(tmp_path, one_thread, monkeypatch):
     import featlab.train
@@ -328,6 +348,32 @@ def test_a_diverging_net_is_left_out_and_the_others_go_on(tmp_path, one_thread, 
     rows = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines()]
     assert [r["net"] for r in rows] == ["lenet", "fc2"] and rows[0]["R"] is None and rows[1]["R"] is not None
     assert s["R_layers_trained"] == {}  # a diverged net has no trained layers to report
+
+
+def test_a_dead_net_is_left_out_without_crashing_the_fit(tmp_path, one_thread, monkeypatch):
+    """A net whose output is constant (D = G = 0, R = 0/0) is left out; fit, figures and summary go on."""
+    import featlab.train
+    from featlab.models import LeNet
+    from featlab.train.classifier import fit_classifier
+
+    def fit(model, data, **kw):
+        h = fit_classifier(model, data, **kw)
+        if isinstance(model, LeNet):  # dead after training: every weight and bias 0
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.zero_()
+        return h
+
+    monkeypatch.setattr(featlab.train, "fit_classifier", fit)
+    path, s = _run(tmp_path, ["nets.names=lenet,fc2", "nets.layerwise=lenet", "train.epochs=1", "data.n_train=64",
+                              "data.n_test=40", "probe.n_probe=20", "n_seeds=2", "fit.max_error=1"])
+    rows = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines()]
+    dead = [r for r in rows if r["net"] == "lenet"]
+    assert len(dead) == 2 and all(r["D"] == 0 and r["G"] == 0 and r["R"] is None and not r["included"] for r in dead)
+    assert all(s["excluded"][f"lenet@0#s{i}"] for i in range(2))
+    assert s["R_layers_trained"]["lenet"] == [None] * len(s["layer_names"]["lenet"])  # 0/0 per layer: None
+    assert s["shuffle_log_ratio_median"]["lenet"] is None
+    assert (path / "figures" / "layers.png").exists() and (path / "figures" / "correlation.png").exists()
 
 
 def test_stability_probes_carry_the_training_corruption(tmp_path, one_thread):

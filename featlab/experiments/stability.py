@@ -606,8 +606,9 @@ def _summarise(rows, layerwise, spectra, cfg, ctx, chance) -> dict:
     s["shuffle_log_ratio_spread"] = {n: v["shuffle_log_ratio_spread"] for n, v in lw.items()}
     s["shuffle_raises_R"] = {n: (None if v["shuffle_log_ratio_median"] is None else v["shuffle_log_ratio_median"] > 0)
                              for n, v in lw.items()}
-    s["spectrum_lambda0_init"] = {n: [float(g[1][0]) for g in v["init"].values()] for n, v in spectra.items()}
-    s["spectrum_lambda0_trained"] = {n: [float(g[1][0]) for g in v["trained"].values()]
+    # a zero filter bank has no spectrum (0/0): None
+    s["spectrum_lambda0_init"] = {n: [_finite(g[1][0]) for g in v["init"].values()] for n, v in spectra.items()}
+    s["spectrum_lambda0_trained"] = {n: [_finite(g[1][0]) for g in v["trained"].values()]
                                      for n, v in spectra.items()}
     return s, lw
 
@@ -646,8 +647,8 @@ def _save(rows, lw, spectra, curves, s, cfg, ctx, chance) -> None:
         ctx.save_figure(plot_spectra(spectra), "spectra",
                         "Filter spectra on the F×F grid Laplacian of every conv layer, seed 0, at init and "
                         "trained: the share γ_λ of the filters' squared norm on each eigenvalue λ (degenerate "
-                        "eigenspaces merged), per eigenvector and times F², so that iid filters give 1 "
-                        "(dashed); low λ = smooth, average-pooling-like filters.")
+                        "eigenspaces merged), per eigenvector (divided by the multiplicity m_λ) and times F², so "
+                        "that iid filters give 1 (dashed); low λ = smooth, average-pooling-like filters.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -674,18 +675,22 @@ def plot_correlation(rows: list[dict], s: dict, threshold: float, chance: float)
             else:
                 a.plot(r[q], r["test_error"], "o", mfc="none", mec="0.6", ms=5)
         a.axhline(chance, color="0.5", ls="--", lw=0.8)
-        a.set_xlabel(f"{q}_f (mean protocol)")
-        a.set_ylabel("test error ε")
+        a.set_xlabel(f"${q}_f$ (mean protocol)")
+        a.set_ylabel(r"test error $\varepsilon$")
         rk = s.get(f"rho_{q}") if q != "R" else s.get("rho")
-        a.set_title(f"ρ(log {q}_f, log ε) = {'n/a' if rk is None else f'{rk:.2f}'}")
+        a.set_title(rf"$\rho(\log {q}_f, \log \varepsilon)$ = {'n/a' if rk is None else f'{rk:.2f}'}")
     a = ax[0, 2]
     if s.get("b") is not None:
         x = np.array([r["R"] for r in rows if r["included"]])
         xs = np.geomspace(x.min(), x.max(), 20)
-        a.plot(xs, s["a"] * xs ** s["b"], "k:", label=f"ε = {s['a']:.2g}·R_f^{s['b']:.2f}")
-    for n, c in col.items():
-        a.plot([], [], "o", color=c, label=n)
-    a.plot([], [], "o", mfc="none", mec="0.6", label="left out")
+        a.plot(xs, s["a"] * xs ** s["b"], "k:", label=rf"$\varepsilon = {s['a']:.2g}\,R_f^{{{s['b']:.2f}}}$")
+    fitted = {r["net"] for r in rows if r["included"]}
+    for n, c in col.items():  # a net with no point in the fit has no filled marker to name
+        if n in fitted:
+            a.plot([], [], "o", color=c, label=n)
+    if any(not r["included"] for r in done):
+        a.plot([], [], "o", mfc="none", mec="0.6", label="left out")
+    a.plot([], [], "--", color="0.5", lw=0.8, label="chance error")
     fig.legend(*a.get_legend_handles_labels(), loc="outside right center", fontsize=7, frameon=False)
     for a in ax[0]:
         log_axis(a, "both")
@@ -730,13 +735,14 @@ def plot_layers(lw: dict):
                 y = np.array([np.nan if u is None else u for u in v[f"{q}_{w}"]], float)
                 a.plot(k, y, st, marker=".", label=w)
             if q == "R":
-                a.axhline(1.0, color="0.5", lw=0.6, ls=(0, (1, 3)))
+                a.axhline(1.0, color="0.5", lw=0.6, ls=(0, (1, 3)), label="$R_k = 1$ ($D_k = G_k$)")
             a.set_xticks(k)
             a.set_xticklabels(v.get("labels", v["layers"]), rotation=90, fontsize=5)
-            a.set_ylabel(f"{q}_k")
-            a.set_title(f"{n}: {q}_k" + ("" if v.get("trained_any", True) else " (not trained)"))
+            a.set_ylabel(f"${q}_k$")
+            a.set_title(f"{n}: ${q}_k$" + ("" if v.get("trained_any", True) else " (not trained)"))
             log_axis(a, "y")
-    fig.legend(*ax[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7, frameon=False)
+    fig.legend(*ax[0, 2].get_legend_handles_labels(), loc="outside upper center", ncols=4, fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -752,12 +758,13 @@ def plot_spectra(spectra: dict):
                 F2 = mult.sum()
                 a.plot(lam, gam / mult * F2, marker="o", ms=3, label=layer)
             a.axhline(1.0, color="0.5", ls="--", lw=0.8)
-            a.set_xlabel("Laplacian eigenvalue λ")
-            a.set_ylabel("F²·γ_λ / multiplicity")
+            a.set_xlabel(r"Laplacian eigenvalue $\lambda$")
+            a.set_ylabel(r"$F^2\,\gamma_\lambda\,/\,m_\lambda$")
             a.set_title(f"{n}, {w}")
             log_axis(a, "y")
         if spectra[n]["trained"]:
-            ax[i, 1].legend(fontsize=6, loc="best")
+            ax[i, 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
+                            title="conv layer", title_fontsize=7)  # outside: never over the curves
     return fig
 
 
@@ -801,7 +808,7 @@ def _check_shuffle(s: dict):
 
 def _check_spectra(s: dict):
     a, b = s.get("spectrum_lambda0_init") or {}, s.get("spectrum_lambda0_trained") or {}
-    pairs = {n: (a[n][0], b[n][0]) for n in a if a[n] and b.get(n)}
+    pairs = {n: (a[n][0], b[n][0]) for n in a if a[n] and b.get(n) and None not in (a[n][0], b[n][0])}
     if not pairs:
         return "n/a", None
     txt = ", ".join(f"{n}: {i:.2f} -> {t:.2f}" for n, (i, t) in pairs.items())
