@@ -173,7 +173,7 @@ class StabilityConfig(ExperimentConfig):
 
 
 def tiny() -> StabilityConfig:
-    """CI/demo size: three small nets × two seeds on 3000 photo crops, 10 epochs (≈ 30 CPU-s).
+    """CI/demo size: three small nets × two seeds on 3000 photo crops, 10 epochs (34 CPU-s measured).
 
     LeNet and the small pooled CNN train (test error 0.40–0.45, measured); fc2 (0.62–0.65) does
     not get below half the chance error and is left out, so the fit has 2 nets and no interval.
