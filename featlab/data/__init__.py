@@ -18,6 +18,9 @@ _EXPORTS: dict[str, str] = {
     "natural_patches": "images",
     "photo_crops": "photos",
     "sample_photo": "images",
+    # --- image folders (CNFA ImageNet protocol) ---
+    "FolderImages": "folder",
+    "load_image_folder": "folder",
     # --- emergence data ---
     "Elliptical": "elliptical", "GaussianClone": "clone", "Ising": "ising", "KurK": "norta",
     "LatentField": "latent", "Mixture": "mixture", "NLGP": "nlgp", "StudentT": "elliptical",
