@@ -169,8 +169,8 @@ class _ArrayKernel:
         return np.concatenate([_to_np(o) for o in outs], axis=1)
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        return {"W": _to_np(self.W).astype(np.float32), "b": _to_np(self.b).astype(np.float32),
-                "v": _to_np(self.v).astype(np.float32)}
+        """Copies of W, b, v in the training dtype (float64 runs keep float64 snapshots)."""
+        return {"W": np.array(_to_np(self.W)), "b": np.array(_to_np(self.b)), "v": np.array(_to_np(self.v))}
 
 
 def _to_np(a) -> np.ndarray:
@@ -219,6 +219,6 @@ class _AutogradKernel:
     def snapshot(self):
         out = {}
         for n in dict(self.models[0].named_parameters()) | dict(self.models[0].named_buffers()):
-            out[self.rename.get(n, n)] = np.stack([_to_np(dict(m.state_dict())[n]).astype(np.float32)
+            out[self.rename.get(n, n)] = np.stack([np.array(_to_np(dict(m.state_dict())[n]))  # training dtype
                                                    for m in self.models])
         return out

@@ -113,7 +113,8 @@ class OnlineResult:
         ``t_samples`` = steps·bs/D are both recorded. ``acc`` is the test accuracy in [0, 1],
         ``mse`` the mean (out − y)². ``grad_norm[name]``: (E, S) mean Frobenius norm of the
         loss gradient of parameter ``name`` over the steps since the previous evaluation
-        (NaN at t = 0). Snapshots are float32 numpy arrays.
+        (NaN at t = 0). Snapshots are numpy arrays in the training dtype (float64 runs keep
+        float64 weights; a test pins it).
     """
 
     t: np.ndarray            # (E,)
