@@ -45,6 +45,7 @@ __all__ = [
     "IndefiniteCovarianceError",
     "Spectrum",
     "latent_spectrum",
+    "indefinite_message",
 ]
 
 #: Jitters tried in order by the open-boundary Cholesky sampler; the first that factorises wins.
@@ -143,38 +144,41 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def realisable_alternatives(L: int, xi: float, dim: int, extensive: bool, jitter: float | None) -> list[str]:
+def realisable_alternatives(L: int, xi: float, dim: int, extensive: bool, jitter: float | None,
+                            prefix: str = "") -> list[str]:
     """What would make the periodic latent kernel at (L, ξ, dim) PSD: open boundaries, the
-    largest ξ' <= ξ and the smallest L' >= L found by a scan, and the jitter that lifts λ_min."""
+    largest ξ' <= ξ and the smallest L' >= L found by a scan (1% steps in ξ, unit steps in L),
+    and the jitter that lifts λ_min. ``prefix`` is put before each field name (``"data."``)."""
     eps = float(jitter or 0.0)
     xi_eff = xi * L if extensive else xi
-    out = ["boundary=open"]
+    out = [f"{prefix}boundary=open"]
     for f in np.arange(0.99, 0.0, -0.01):                 # largest xi' = f xi (1% steps)
         if _circulant_spectrum(_periodic_image(L, xi_eff * f, dim), eps)[1].ok:
-            out.append(f"xi <= {_fmt(xi * f)}")
+            out.append(f"{prefix}xi <= {_fmt(xi * f)}")
             break
     if not extensive:
         for L2 in range(L + 1, 20 * L + 1):
             if _circulant_spectrum(_periodic_image(L2, xi_eff, dim), eps)[1].ok:
-                out.append(f"L >= {L2}")
+                out.append(f"{prefix}L >= {L2}")
                 break
     lam0 = _circulant_spectrum(_periodic_image(L, xi_eff, dim), 0.0)[1]
     need = -lam0.lam_min * (1 + 1e-6) + PSD_RTOL * lam0.lam_max
-    out.append(f"jitter >= {_fmt(need)} (eps I; the reference adds 1e-3)")
+    out.append(f"{prefix}jitter >= {_fmt(need)} (eps I; the reference adds 1e-3)")
     return out
 
 
 def indefinite_message(L: int, xi: float, dim: int, boundary: str, extensive: bool, jitter: float | None,
-                       spec: Spectrum) -> str:
-    """One-line description of an indefinite latent kernel and what would work."""
+                       spec: Spectrum, prefix: str = "") -> str:
+    """One-line description of an indefinite latent kernel and what would work (field names
+    prefixed by ``prefix``, e.g. ``"data."`` for a config error)."""
     xi_txt = f"xi={xi:g}" + (f" x L = {xi * L:g} sites (extensive)" if extensive else "")
     eps = f", jitter={jitter:g}" if jitter else ""
     return (f"the latent kernel exp(-d^2/xi^2) at L={L}, {xi_txt}, dim={dim}, boundary={boundary}{eps} "
             f"is not positive semi-definite: most negative eigenvalue {_fmt(spec.lam_min)} "
             f"({_fmt(spec.lam_min / spec.lam_max)} x lambda_max; {spec.n_negative} of {spec.D} negative); "
             f"clipping would change the covariance by up to {_fmt(spec.cov_error)}; what would work: "
-            + ", ".join(realisable_alternatives(L, xi, dim, extensive, jitter))
-            + "; or psd=clip to clip the negative eigenvalues anyway")
+            + ", ".join(realisable_alternatives(L, xi, dim, extensive, jitter, prefix))
+            + f"; or {prefix}psd=clip to clip the negative eigenvalues anyway")
 
 
 class FFTBackend(str, Enum):
