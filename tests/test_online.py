@@ -229,3 +229,24 @@ def test_convention_snapshots_keep_the_training_dtype():
                                 [(x.to(dtype), y.to(dtype))], T=2.0 / D, mode="mf", lr=0.05, backend=backend,
                                 dtype=dtype, n_evals=2)
             assert {k: a.dtype for k, a in r.snapshots.items()} == {"W": npdt, "b": npdt, "v": npdt}, backend
+
+
+def test_runs_sharing_a_test_set_are_evaluated_as_with_separate_copies():
+    """The seeds of one task share one stacked test set (memory); the evaluation must equal the
+    one with a private copy per run, for every backend."""
+    from featlab.train.online import _unique_test_sets
+
+    W, b, v = _init(3, "mf")
+    x, y = _pool_sampler(99, 300)(300, None)
+    shared = [(x.reshape(300, -1), y), (x.reshape(300, -1), y), (x.clone(), y)]
+    uniq, index = _unique_test_sets(shared)
+    assert len(uniq) == 2 and index.tolist() == [0, 0, 1]
+    private = [(x.clone(), y.clone()) for _ in range(3)]
+    for backend in ("numpy", "torch", "autograd"):
+        kw = dict(T=2.0, mode="mf", lr=0.05, backend=backend, dtype=torch.float64, n_evals=3)
+        a = train_committee(W, b, v, [_pool_sampler(10 + s) for s in range(3)], [torch.Generator() for _ in range(3)],
+                            shared, **kw)
+        c = train_committee(W, b, v, [_pool_sampler(10 + s) for s in range(3)], [torch.Generator() for _ in range(3)],
+                            private, **kw)
+        np.testing.assert_allclose(a.mse, c.mse, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(a.acc, c.acc)

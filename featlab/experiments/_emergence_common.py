@@ -24,6 +24,7 @@ from ..train.online import OnlineResult, train_committee
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model", "Trained",
            "train_many", "train_one", "init_weights", "long_range_detectors", "final_ipr_of_detectors",
            "per_seed_detector_ipr", "seed_stats", "median_seed", "per_class_kurtosis", "latent_record",
+           "record_psd_choice",
            "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "PAPER_IPR_PLATEAU", "PAPER_IPR_CLONE"]
 
 #: PNAS Fig. 1D: the localised NLGP units plateau at IPR ≈ 0.055–0.06 at t = 10⁴ (2D, L = 20),
@@ -414,13 +415,17 @@ def latent_record(ctx, data: DataConfig, xis: Sequence[float] | None = None, pre
     the choice is also recorded, with the error, in ``config.json`` (``active_choices``) and in
     every later figure caption (through ``ctx.quirks``).
     """
+    xis = tuple(data.xi if xis is None else xis)
+    return record_psd_choice(ctx, data.psd, xis, data.spectra(xis), prefix)
+
+
+def record_psd_choice(ctx, psd: str, xis: Sequence[float], specs: Sequence, prefix: str = "") -> dict:
+    """:func:`latent_record` from explicit spectra (``featlab.data.latent.Spectrum``, one per ξ)."""
     from ..utils import atomic_write_json
 
-    xis = tuple(data.xi if xis is None else xis)
-    specs = data.spectra(xis)
     err = max(sp.cov_error for sp in specs)
-    out = {"psd": data.psd, "latent_cov_error": float(err), "latent_lambda_min": [float(sp.lam_min) for sp in specs]}
-    if data.psd == "clip" and not all(sp.ok for sp in specs):
+    out = {"psd": psd, "latent_cov_error": float(err), "latent_lambda_min": [float(sp.lam_min) for sp in specs]}
+    if psd == "clip" and not all(sp.ok for sp in specs):
         bad = [f"{x:g}" for x, sp in zip(xis, specs) if not sp.ok]
         note = (f"{prefix}psd=clip (non-default): the indefinite latent kernel(s) at xi = {', '.join(bad)} had "
                 f"their negative eigenvalues clipped, so the realised covariance differs from the requested one "
@@ -433,8 +438,8 @@ def latent_record(ctx, data: DataConfig, xis: Sequence[float] | None = None, pre
             meta = None
         if meta is not None:
             meta.setdefault("active_choices", {})[f"{prefix}psd"] = {
-                "value": "clip", "latent_cov_error": float(err), "xi_clipped": [float(x) for x, sp in zip(xis, specs)
-                                                                                if not sp.ok],
+                "value": "clip", "latent_cov_error": float(err),
+                "xi_clipped": [float(x) for x, sp in zip(xis, specs) if not sp.ok],
                 "latent_lambda_min": out["latent_lambda_min"], "note": note}
             atomic_write_json(ctx.rundir.config, meta)
         ctx.log.warning(note)
