@@ -536,16 +536,18 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
         if threshold is not None:
             a.axhline(threshold, color=PALETTE["baseline"], ls=":", lw=0.8, label="localised")
         if reference and name in reference:
+            # the paper's values are read at late times (t = 10^3 to 10^4): drawn over that range
             lo, hi, lab = reference[name]
+            t_hi = float(t[pos].max())
+            t_lo = 1e3 if t_hi > 1e3 else float(t[pos].min())
             if hi > lo:
-                a.axhspan(lo, hi, color="k", alpha=0.12, lw=0, label=lab)
+                a.fill_between([t_lo, t_hi], lo, hi, color="k", alpha=0.15, lw=0, label=lab)
             else:
-                a.axhline(lo, color="k", ls="-.", lw=0.8, label=lab)
+                a.hlines(lo, t_lo, t_hi, color="k", ls="-.", lw=1.0, label=lab)
         a.set_xscale("log")
         a.set_xlabel(f"time t = {time_unit}/D")
         a.set_title(name)
-        # early times sit at the baseline for every unit: the left of the panel is free for the legend
-        a.legend(loc="center left" if reference else "upper left", fontsize=6, framealpha=0.8)
+        a.legend(loc="upper left", fontsize=6, framealpha=0.8)
         if i == 0:
             a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
     return fig

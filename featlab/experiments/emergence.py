@@ -176,8 +176,8 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
                           threshold=cfg.ipr_factor * base, time_unit=cfg.train.time_unit,
                           seeds={tag: np.repeat(np.arange(cfg.n_seeds), cfg.model.K) for tag in TAGS},
                           reference=reference)
-    ref_txt = (" Grey band / dash-dot line: the paper's values read from PNAS Fig. 1D (NLGP plateau 0.055-0.06) "
-               "and 1G (clone ~0.0065)." if reference else "")
+    ref_txt = (" Grey band / dash-dot line, drawn over t = 10^3 to 10^4: the paper's values read from PNAS Fig. 1D "
+               "(NLGP plateau 0.055-0.06) and 1G (clone ~0.0065)." if reference else "")
     ctx.save_figure(fig, "ipr_vs_t", f"IPR of every unit of all {cfg.n_seeds} seed(s) against t = {cfg.train.time_unit}/D; "
                     f"coloured (one shade per seed): long-range detectors (b v > 0), grey: the others; dashed: "
                     f"3/(D+2) = {base:.4f}; dotted: the localisation threshold {cfg.ipr_factor:g} x 3/(D+2).{ref_txt} "

@@ -70,11 +70,17 @@ def paper() -> EmergenceGainConfig:
     - controls Kur(5), Kur(50) and elliptical (LSG) [code]; phase diagram gains (1, 3, 10) x
       xi1/xi0 = (1.5, 2, 3), all realisable at L = 20 [design].
 
-    Cost: (2 x 7 + 3) x 4 = 68 runs plus 9 phase cells of 4e6 steps each, ~10 CPU-hours at the
-    measured ~9 CPU-us per run-step (README); run it on a GPU (``--device cuda``) or at a
-    reduced budget (``--set train.T=...``, fewer ``gains``), and say so.
+    - ``train.chunk_size = 4096`` (a memory knob: the 68 runs' sample buffers would take ~3 GB
+      at the default 16384).
+
+    Cost: (2 x 7 + 3) x 4 = 68 runs plus 9 phase cells of 4e6 steps each. Measured on one CPU
+    core: ~10 CPU-us per NLGP/clone run-step (the ``emergence`` paper preset: 330 CPU-s for 8
+    runs), Kur(k) sampling ~52 us and elliptical ~25 us per sample, i.e. ~80 CPU-minutes in all;
+    on a shared machine run it at a stated reduced budget (fewer ``gains``, no controls) or on a
+    GPU (``--device cuda``).
     """
-    return EmergenceGainConfig()
+    base = EmergenceGainConfig()
+    return dataclasses.replace(base, train=dataclasses.replace(base.train, chunk_size=4096))
 
 
 def tiny() -> EmergenceGainConfig:
