@@ -241,3 +241,41 @@ def test_per_class_kurtosis_against_the_gaussian_closed_form():
     pooled = 3 * (s2 ** 2).mean(1) / s2.mean(1) ** 2
     emp = preactivation_kurtosis(W, x).numpy()
     assert np.allclose(emp, pooled, atol=0.05) and (pooled > 3.3).all()                 # pooled != per class
+
+
+def test_emergence_figures_have_no_layout_problems():
+    """Every emergence figure function: no clipped or colliding labels (featlab.plotting.layout_problems),
+    image panels with a colour bar, 1D profiles with y tick labels, every seed drawn."""
+    from featlab.experiments.emergence_gain import plot_gain, plot_phase
+    from featlab.experiments.emergence_theory import plot_ipr as theory_ipr
+    from featlab.plotting import layout_problems
+
+    rng = np.random.default_rng(0)
+    t = np.concatenate([[0.0], np.logspace(-1, 4, 30)])
+    iprs = {"nlgp": rng.uniform(0.006, 0.07, (31, 16)), "clone": rng.uniform(0.005, 0.008, (31, 16))}
+    seeds = {k: np.repeat(np.arange(2), 8) for k in iprs}
+    det = {k: np.tile(np.arange(8) < 4, 2) for k in iprs}
+    ref = {"nlgp": (0.055, 0.06, "PNAS Fig. 1D plateau 0.055-0.06 (read from figure)"),
+           "clone": (0.0065, 0.0065, "PNAS Fig. 1G clone ~0.0065 (read from figure)")}
+    fig = plot_ipr_curves(t, iprs, 3 / 402, detect=det, threshold=5 * 3 / 402, seeds=seeds, reference=ref)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"seed 0", "seed 1"} <= set(labels) and ref["nlgp"][2] in labels
+    figs = [fig, plot_accuracy(t, {"nlgp": np.linspace(0.5, 0.9, 31), "clone": np.linspace(0.5, 0.88, 31)})]
+    W2 = {"nlgp": rng.normal(size=(8, 400)), "clone": rng.normal(size=(8, 400))}
+    b = {k: np.where(np.arange(8) < 4, 1.0, -1.0) for k in W2}
+    fig2 = plot_receptive_fields(W2, 20, 2, b=b)
+    assert len(fig2.axes) == 2 * 8 + 2                                   # one colour bar per row
+    W1 = {"nlgp": rng.normal(size=(4, 40)), "clone": rng.normal(size=(4, 40))}
+    fig1 = plot_receptive_fields(W1, 40, 1)
+    assert [tl.get_text() for tl in fig1.axes[0].get_yticklabels()]      # 1D profiles keep y ticks
+    g = np.array([0.5, 1.0, 3.0, 10.0, 30.0])
+    med = {"nlgp": [0.008, 0.01, 0.03, 0.05, 0.055], "clone": [0.006] * 5}
+    spread = {k: [[v * 0.9, v * 1.1] for v in m] for k, m in med.items()}
+    seeds_g = {k: np.array([[v * 0.95, v * 1.05] for v in m]) for k, m in med.items()}
+    figs += [fig2, fig1, plot_gain(g, med, spread, np.array([2.8, 2.4, 1.6, 1.2, 1.1]), {"elliptical": 0.004},
+                                   3 / 402, "original", seeds_g, (0.055, 0.06)),
+             plot_phase(np.array([1.0, 3.0]), np.array([1.5, 3.0]), rng.uniform(0.01, 0.05, (2, 2)), 3 / 402, "original"),
+             theory_ipr(np.array([0, 1, 10, 100]), {"ODE nlgp": rng.normal(size=(4, 32)),
+                                                   "SGD nlgp": rng.normal(size=(4, 32))}, 3 / 34)]
+    for f in figs:
+        assert layout_problems(f) == []

@@ -449,12 +449,6 @@ def record_psd_choice(ctx, psd: str, xis: Sequence[float], specs: Sequence, pref
 # ------------------------------------------------------------------------------------------------
 # figures (take data, return a Figure)
 # ------------------------------------------------------------------------------------------------
-def _colour_bar(fig, mappable, ax, label: str):
-    """A colour bar beside ``ax`` (one Axes or a list of them). Local stand-in for a shared
-    featlab.plotting helper (not on main when this was written)."""
-    return fig.colorbar(mappable, ax=ax, shrink=0.9, pad=0.02, label=label)
-
-
 def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[str, np.ndarray] | None = None):
     """Final receptive fields, one row per data set, one column per unit.
 
@@ -462,7 +456,7 @@ def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[st
     with its colour bar; 1D: profiles w_k(i) against the site i, y axis shared along the row
     and labelled on the first panel. Titles carry the bias sign and the IPR.
     """
-    from ..plotting import figure
+    from ..plotting import colorbar, figure, image
 
     names = list(W)
     K = W[names[0]].shape[0]
@@ -476,8 +470,7 @@ def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[st
             w = Wr[k]
             sign = "" if b is None else ("b+" if b[name][k] > 0 else "b-" if b[name][k] < 0 else "b0")
             if dim == 2:
-                im = a.imshow(w.reshape(L, L), cmap="RdBu_r", vmin=-m, vmax=m)
-                a.set_xticks([]), a.set_yticks([])
+                im = image(a, w.reshape(L, L), vmin=-m, vmax=m)
             else:
                 a.plot(np.arange(L), w, color="k", lw=0.8)
                 a.axhline(0, color="0.7", lw=0.5)
@@ -487,7 +480,7 @@ def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[st
             if k == 0:
                 a.set_ylabel(name if dim == 2 else f"{name}: w_i")
         if dim == 2:
-            _colour_bar(fig, im, list(ax[r]), f"w ({name})")
+            colorbar(fig, im, list(ax[r]), f"w_k ({name})")
     fig.suptitle("final receptive fields w_k" + (" (image: row-major L x L)" if dim == 2 else
                                                    " (weight vs site i)"), fontsize=8)
     return fig
@@ -509,7 +502,7 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
     """
     import matplotlib as mpl
 
-    from ..plotting import PALETTE, figure
+    from ..plotting import PALETTE, figure, log_axis
 
     names = list(iprs)
     fig, ax = figure(1, len(names), sharey=True, width=3.6, height=2.8)
@@ -544,7 +537,7 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
                 a.fill_between([t_lo, t_hi], lo, hi, color="k", alpha=0.15, lw=0, label=lab)
             else:
                 a.hlines(lo, t_lo, t_hi, color="k", ls="-.", lw=1.0, label=lab)
-        a.set_xscale("log")
+        log_axis(a, "x")
         a.set_xlabel(f"time t = {time_unit}/D")
         a.set_title(name)
         a.legend(loc="upper left", fontsize=6, framealpha=0.8)
@@ -557,7 +550,7 @@ def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray], time_unit: str = "s
     """Test accuracy against t (log axis, t > 0), one line per data set (mean over seeds).
 
     ``time_unit`` ("steps" or "samples") labels the axis t = steps/D or samples/D."""
-    from ..plotting import PALETTE, figure
+    from ..plotting import PALETTE, figure, log_axis
 
     fig, ax = figure(1, 1)
     a = ax[0, 0]
@@ -565,7 +558,7 @@ def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray], time_unit: str = "s
     for name, y in acc.items():
         a.plot(t[pos], np.asarray(y)[pos], color=PALETTE.get(name, None), label=name)
     a.axhline(0.5, color=PALETTE["baseline"], ls="--", lw=0.8, label="chance")
-    a.set_xscale("log")
+    log_axis(a, "x")
     a.set_xlabel(f"time t = {time_unit}/D")
     a.set_ylabel("test accuracy")
     a.legend()

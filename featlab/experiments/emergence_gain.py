@@ -240,16 +240,16 @@ def plot_gain(gains, med, spread, kappa, controls, baseline, convention, seeds=N
 
 
 def plot_phase(gains, ratios, values, baseline, convention):
-    from ..plotting import figure
+    from ..plotting import colorbar, figure, image
 
     fig, ax = figure(1, 1)
     a = ax[0, 0]
-    im = a.imshow(values / baseline, origin="lower", cmap="viridis", aspect="auto")
+    im = image(a, values / baseline, cmap="viridis", origin="lower", aspect="auto", ticks=True)
     a.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
     a.set_yticks(range(len(gains)), [f"{g:g}" for g in gains])
     a.set_xlabel("xi1 / xi0")
     a.set_ylabel(f"gain g ({convention} convention)")
-    fig.colorbar(im, ax=a, label="IPR / (3/(D+2))")
+    colorbar(fig, im, a, "IPR / (3/(D+2))")
     return fig
 
 

@@ -274,7 +274,7 @@ def plot_profiles(steps, ode, sim, clone, tag="nlgp"):
 
 
 def plot_ipr(steps, curves: dict, baseline: float):
-    from ..plotting import figure
+    from ..plotting import figure, log_axis
 
     fig, ax = figure(1, 1, width=4.0)
     a = ax[0, 0]
@@ -282,7 +282,7 @@ def plot_ipr(steps, curves: dict, baseline: float):
     for name, W in curves.items():
         a.plot(steps[pos], _ipr(W)[pos], label=name, ls="-" if name.startswith("ODE") else "--")
     a.axhline(baseline, color="0.5", ls=":", lw=0.8, label="3/(D+2)")
-    a.set_xscale("log")
+    log_axis(a, "x")
     a.set_xlabel("step (= ODE time / tau)")
     a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
     a.legend(fontsize=6)
