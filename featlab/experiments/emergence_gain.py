@@ -37,9 +37,10 @@ class EmergenceGainConfig(ExperimentConfig):
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
     gains: tuple[float, ...] = F((0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0), "NLGP gains, in data.gain_convention: "
                                  "0.5 (nearly Gaussian, kappa - 3 = -0.22) to 30 (nearly binary), around the cover "
-                                 "recipe's g = 10", gt=0, tag="[design]")
+                                 "recipe's g = 10", gt=0, tag="[design]", length=(2, None))
     kur_k: tuple[float, ...] = F((5.0, 50.0), "Kur(k) controls: k = 5 heavy-tailed (kappa > 3), "
-                                 "k = 50 light-tailed (near uniform)", gt=2, tag="[code]")
+                                 "k = 50 light-tailed (near uniform); empty: none", gt=2, tag="[code]",
+                                 length=(0, None))
     elliptical: bool = F(True, "add the elliptical ('weird' radius) control", tag="[code]")
     n_seeds: int = F(4, "seeds per task (per-seed values, median and spread)", ge=1,
                      cost="(2 len(gains) + len(kur_k) + elliptical) x n_seeds runs of T*D steps")
