@@ -327,3 +327,13 @@ def test_gaussian_expectation_2d_moments():
     assert torch.allclose(gaussian_expectation_2d(lambda u, v: u * v, rho), rho.double(), atol=1e-12)
     want = 1 + 2 * rho.double() ** 2  # E[u²v²]
     assert torch.allclose(gaussian_expectation_2d(lambda u, v: u**2 * v**2, rho), want, atol=1e-12)
+
+
+def test_fast_psd_scan_agrees_with_the_full_spectrum():
+    """The remedy scan's 1D-spectrum shortcut (2D spectrum = outer product) equals latent_spectrum().ok."""
+    import itertools
+
+    from featlab.data.latent import _periodic_ok, latent_spectrum
+
+    for L, xi, dim, eps in itertools.product((8, 16, 20, 33), (1.0, 2.5, 3.0, 6.0), (1, 2), (0.0, 1e-3)):
+        assert _periodic_ok(L, xi, dim, eps) == latent_spectrum(L, xi, dim, jitter=eps).ok, (L, xi, dim, eps)
