@@ -96,7 +96,7 @@ def test_fft_covariance_is_C_eff_and_C(dim, L, xi):
     assert err < 0.02
 
 
-def test_indefinite_periodic_kernel_is_refused_naming_geometry_and_remedies():
+def test_convention_psd_rule_indefinite_periodic_kernel_is_refused():
     """L = 20, ξ = 10 periodic (the superseded paper preset's class 1): λ_min = −0.399 (1D),
     −5.96 (2D), 198 of 400 negative (spec §2.1)."""
     from featlab.data.latent import IndefiniteCovarianceError, latent_spectrum

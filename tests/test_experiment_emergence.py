@@ -279,3 +279,15 @@ def test_emergence_figures_have_no_layout_problems():
                                                    "SGD nlgp": rng.normal(size=(4, 32))}, 3 / 34)]
     for f in figs:
         assert layout_problems(f) == []
+
+
+def test_convention_seed_stats_lists_median_spread_and_none_for_missing():
+    from featlab.experiments._emergence_common import median_seed, seed_stats
+
+    s = seed_stats("ipr", [0.3, None, float("nan"), 0.1, np.float32(0.2)])
+    assert s["ipr"] == [0.3, None, None, 0.1, pytest.approx(0.2)]
+    assert s["ipr_median"] == pytest.approx(0.2) and s["ipr_spread"] == [0.1, 0.3]
+    assert seed_stats("n", np.array([3, 1]))["n"] == [3, 1] and isinstance(seed_stats("n", [3])["n"][0], int)
+    assert seed_stats("x", [None, float("inf")]) == {"x": [None, None], "x_median": None, "x_spread": None}
+    assert median_seed([0.05, 0.07, None, 0.06]) == 3 and median_seed([None]) == 0
+    json.dumps(s, allow_nan=False)
