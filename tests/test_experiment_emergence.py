@@ -277,6 +277,16 @@ def test_emergence_figures_have_no_layout_problems():
              plot_phase(np.array([1.0, 3.0]), np.array([1.5, 3.0]), rng.uniform(0.01, 0.05, (2, 2)), 3 / 402, "original"),
              theory_ipr(np.array([0, 1, 10, 100]), {"ODE nlgp": rng.normal(size=(4, 32)),
                                                    "SGD nlgp": rng.normal(size=(4, 32))}, 3 / 34)]
+    acc_ising = plot_accuracy(t, {"ising": np.linspace(0.5, 0.7, 31), "clone": np.linspace(0.5, 0.6, 31)})
+    cols = [ln.get_color() for ln in acc_ising.axes[0].get_lines()[:2]]
+    assert cols[0] != cols[1]                                            # ising and clone told apart
+    from featlab.experiments.emergence_theory import plot_eigenvectors
+
+    vecs = {"nlgp_samples": rng.normal(size=32), "clone_samples": rng.normal(size=32),
+            "nlgp_quadrature": rng.normal(size=32)}
+    eig = plot_eigenvectors(vecs, rng.normal(size=32))
+    assert [a.get_title().split(":")[0] for a in eig.axes] == ["nlgp samples", "nlgp quadrature", "clone samples"]
+    figs += [acc_ising, eig]
     for f in figs:
         assert layout_problems(f) == []
 

@@ -25,7 +25,7 @@ __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model
            "train_many", "train_one", "init_weights", "long_range_detectors", "final_ipr_of_detectors",
            "per_seed_detector_ipr", "seed_stats", "median_seed", "per_class_kurtosis", "latent_record",
            "record_psd_choice",
-           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "PAPER_IPR_PLATEAU", "PAPER_IPR_CLONE"]
+           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "series_colour", "PAPER_IPR_PLATEAU", "PAPER_IPR_CLONE"]
 
 #: PNAS Fig. 1D: the localised NLGP units plateau at IPR ≈ 0.055–0.06 at t = 10⁴ (2D, L = 20),
 #: read off the cover figure (the repository's ``conv_emerge.png``; spec §7).
@@ -456,6 +456,19 @@ def record_psd_choice(ctx, psd: str, xis: Sequence[float], specs: Sequence, pref
 # ------------------------------------------------------------------------------------------------
 # figures (take data, return a Figure)
 # ------------------------------------------------------------------------------------------------
+def series_colour(name: str, i: int = 0) -> str:
+    """Colour of a data-set series: the Gaussian clone blue (``PALETTE["clone"]``), its non-Gaussian
+    source (``nlgp``, ``ising``...) red (``PALETTE["nlgp"]``); any other name the i-th colour of the
+    cycle after C1 (so no two series of one figure share a colour)."""
+    from ..plotting import PALETTE
+
+    if name.startswith("clone") or name.endswith("clone"):
+        return PALETTE["clone"]
+    if name.startswith(("nlgp", "ising")):
+        return PALETTE["nlgp"]
+    return f"C{i + 2}"
+
+
 def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[str, np.ndarray] | None = None):
     """Final receptive fields, one row per data set, one column per unit.
 
@@ -519,7 +532,7 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
         y = iprs[name]
         sd = None if seeds is None else np.asarray(seeds[name])
         n_seeds = 1 if sd is None else int(sd.max()) + 1
-        cmap = mpl.colormaps["Reds" if name.startswith("nlgp") else "Blues"]
+        cmap = mpl.colormaps["Blues" if series_colour(name) == PALETTE["clone"] else "Reds"]
         labelled: set = set()
         for u in range(y.shape[1]):
             det = detect is not None and bool(detect[name][u])
@@ -528,7 +541,7 @@ def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
                 lab = f"seed {sd[u]}" if sd[u] not in labelled else None
                 labelled.add(sd[u])
             else:
-                colour = PALETTE.get(name, "C0") if det else "0.6"
+                colour = series_colour(name, i) if det else "0.6"
                 lab = None
             a.plot(t[pos], y[pos, u], color=colour, lw=1.0 if det else 0.6, alpha=0.9, label=lab,
                    zorder=2 if det else 1)
@@ -562,8 +575,8 @@ def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray], time_unit: str = "s
     fig, ax = figure(1, 1)
     a = ax[0, 0]
     pos = t > 0
-    for name, y in acc.items():
-        a.plot(t[pos], np.asarray(y)[pos], color=PALETTE.get(name, None), label=name)
+    for i, (name, y) in enumerate(acc.items()):
+        a.plot(t[pos], np.asarray(y)[pos], color=series_colour(name, i), label=name)
     a.axhline(0.5, color=PALETTE["baseline"], ls="--", lw=0.8, label="chance")
     log_axis(a, "x")
     a.set_xlabel(f"time t = {time_unit}/D")

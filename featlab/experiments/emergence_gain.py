@@ -186,7 +186,7 @@ def run(cfg: EmergenceGainConfig, ctx) -> dict:
                     "ipr_vs_gain",
                     f"Final IPR of the long-range detectors against the NLGP gain ({d.gain_convention} convention), NLGP "
                     f"and its Gaussian clone: median over {cfg.n_seeds} seed(s) (line), [min, max] over seeds (bars), "
-                    "every seed (small dots); top axis: marginal excess kurtosis kappa(g) - 3; "
+                    "every seed (small dots); top axis: marginal excess kurtosis κ(g) − 3; "
                     + ("horizontal dash-dot lines: the " + ", ".join(controls) + " control(s) (median); " if controls
                        else "no Kur(k) or elliptical control in this run; ")
                     + "dashed: 3/(D+2)"
@@ -209,7 +209,7 @@ def plot_gain(gains, med, spread, kappa, controls, baseline, convention, seeds=N
     (lo, hi) band for the paper's value, or None."""
     from ..plotting import PALETTE, figure
 
-    fig, ax = figure(1, 1, width=4.4, height=3.2)
+    fig, ax = figure(1, 1, width=6.2, height=3.2)
     a = ax[0, 0]
     for j, kind in enumerate(("nlgp", "clone")):
         m = np.array([np.nan if v is None else v for v in med[kind]])
@@ -231,12 +231,13 @@ def plot_gain(gains, med, spread, kappa, controls, baseline, convention, seeds=N
     a.set_xscale("log")
     a.set_xlabel(f"gain g ({convention} convention)")
     a.set_ylabel("final IPR (long-range detectors)")
-    a.legend(fontsize=6)
+    # outside the axes, right: the series, controls and the paper box would hide the data
+    a.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     top = a.secondary_xaxis("top")
     top.set_xticks(gains)
     top.set_xticks([], minor=True)
     top.set_xticklabels([f"{k - 3:.2f}" for k in kappa], fontsize=6)
-    top.set_xlabel("marginal excess kurtosis kappa - 3")
+    top.set_xlabel("marginal excess kurtosis κ − 3", fontsize=8)
     a.set_xticks(gains)
     a.set_xticks([], minor=True)
     a.set_xticklabels([f"{g:g}" for g in gains])
@@ -251,7 +252,7 @@ def plot_phase(gains, ratios, values, baseline, convention):
     im = image(a, values / baseline, cmap="viridis", origin="lower", aspect="auto", ticks=True)
     a.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
     a.set_yticks(range(len(gains)), [f"{g:g}" for g in gains])
-    a.set_xlabel("xi1 / xi0")
+    a.set_xlabel("ξ1 / ξ0")
     a.set_ylabel(f"gain g ({convention} convention)")
     colorbar(fig, im, a, "IPR / (3/(D+2))")
     return fig

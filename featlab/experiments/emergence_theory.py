@@ -251,8 +251,9 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
                     f"(NLGP, clone); dashed: 3/(D+2) = {base:.4f}. " + desc)
     ctx.save_figure(plot_eigenvectors({k: r.vectors[0].numpy() for k, r in eig.items()}, sim[tag][-1], tag),
                     "zeigenvectors", f"{'Most negative' if sign < 0 else 'Most positive'} Z-eigenvector of the class-1 "
-                    "4th cumulant (SS-HOPM), aligned at "
-                    f"its circular centre, next to the learned SGD receptive field ({tag}). " + desc)
+                    "4th cumulant (SS-HOPM), one panel per tensor (estimated from samples of the data, by quadrature "
+                    "for the NLGP, from samples of the clone), aligned at its circular centre, against the learned SGD "
+                    f"receptive field ({tag}, final step, dashed) in every panel. " + desc)
     ctx.save_figure(plot_phi(amps), "phi", "Amplifier phi(a) for the Gaussian (clone), the data marginal and its "
                     "third-order Taylor form. " + desc)
     return summary
@@ -291,18 +292,27 @@ def plot_ipr(steps, curves: dict, baseline: float):
 
 
 def plot_eigenvectors(vecs: dict, rf: np.ndarray, tag: str = "nlgp"):
-    from ..plotting import figure
+    """One panel per tensor (sample estimate, quadrature, clone): its Z-eigenvector against the
+    learned SGD receptive field, both aligned at their circular centre and unit norm (in one
+    panel the sample and quadrature eigenvectors coincide and hide each other)."""
+    from ..plotting import PALETTE, figure
 
-    fig, ax = figure(1, 1, width=4.0)
-    a = ax[0, 0]
+    names = [n for n in vecs if not n.startswith("clone")] + [n for n in vecs if n.startswith("clone")]
+    fig, ax = figure(1, len(names), width=2.6, height=2.4, sharey=True)
     x = np.arange(len(rf))
-    for name, v in vecs.items():
-        a.plot(x, _align(v), label=f"Z-eig {name} (IPR {_ipr(v):.3f})")
     r = _align(rf)
-    a.plot(x, r / np.linalg.norm(r), "k--", label=f"SGD RF, {tag} (IPR {_ipr(rf):.3f})")
-    a.set_xlabel("site (aligned: centre at L/2)")
-    a.set_ylabel("unit-norm vector")
-    a.legend(fontsize=6)
+    r = r / np.linalg.norm(r)
+    for i, name in enumerate(names):
+        a = ax[0, i]
+        v = vecs[name]
+        a.plot(x, _align(v), color=PALETTE["clone"] if name.startswith("clone") else PALETTE["nlgp"],
+               label="Z-eigenvector")
+        a.plot(x, r, "k--", lw=0.9, label=f"SGD RF, {tag} (IPR {_ipr(rf):.3f})")
+        a.set_title(f"{name.replace('_', ' ')}: IPR {_ipr(v):.3f}", fontsize=8)
+        a.set_xlabel("site (centre at L/2)")
+    fig.legend(*ax[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7,
+               frameon=False)
+    ax[0, 0].set_ylabel("unit-norm vector")
     return fig
 
 
