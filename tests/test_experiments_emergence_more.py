@@ -165,3 +165,17 @@ def test_emergence_ising_tiny_end_to_end(tmp_path):
     assert s["ipr_ising_1d_median"] > s["ipr_clone_1d_median"]
     assert isinstance(s["ipr_ising_1d"], list) and s["ipr_ising_1d_spread"][0] <= s["ipr_ising_1d_median"]
     assert out["figures"] == {"receptive_fields_1d.png", "ipr_vs_t_1d.png", "accuracy_vs_t_1d.png"}
+
+
+def test_gain_paper_preset_is_the_cover_recipe_swept_over_the_gain():
+    """Issue 12 item 7: the gain sweep's paper preset = the emergence paper preset (data, model,
+    train; only the memory knob chunk_size differs), g from 0.5 to 30 around the recipe's g = 10,
+    at least 4 seeds."""
+    import dataclasses
+
+    from featlab.experiments import emergence, emergence_gain
+
+    e, g = emergence.paper(), emergence_gain.paper()
+    assert g.data == e.data and g.model == e.model
+    assert dataclasses.replace(g.train, chunk_size=e.train.chunk_size) == e.train
+    assert min(g.gains) == 0.5 and max(g.gains) == 30.0 and e.data.gain in g.gains and g.n_seeds >= 4
