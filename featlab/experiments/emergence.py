@@ -62,7 +62,8 @@ def paper() -> EmergenceConfig:
       0.0075 is 3/(D+2) at D = 400 [figure].
     - ``data.xi = (1, 3)`` px, ``data.gain = 10`` (original convention), ``data.boundary =
       "periodic"``: the recipe that reproduces panel D (reference flags ``--pbc --xis 1 3
-      --gain 10``) [inferred; measured: seed 0 gives ipr_nlgp 0.0525, g = 30 gives 0.0589].
+      --gain 10``) [inferred; measured: seed 0 gives ipr_nlgp 0.0525, g = 30 gives 0.0589; this
+      preset's 4 seeds: median 0.0510 (6.8 x 3/(D+2)), [0.048, 0.057], clone 0.0055; README].
       Alternatives tried and rejected: ξ = (2, 10) (the reference's 0.1, 0.5 with
       ``--extensivexis``) with g = 3 reaches only 0.013, is seed-bimodal and its class-1
       kernel is indefinite (λ_min = −5.96, refused); open boundaries pin the blobs to the
