@@ -28,8 +28,8 @@ def test_weird_radius_is_two_plus_artanh():
 @pytest.mark.parametrize("radius", ["weird", "shell"])
 @pytest.mark.parametrize("dim", [1, 2])
 def test_elliptical_covariance_is_C(radius, dim):
-    L = 10 if dim == 1 else 4
-    m = Elliptical(L, 2.0, radius=radius, dim=dim)
+    L, xi = (10, 2.0) if dim == 1 else (5, 1.5)   # PSD periodic kernels
+    m = Elliptical(L, xi, radius=radius, dim=dim)
     x = m.sample(100_000, _gen(1), dtype=torch.float64)
     assert x.shape == (100_000,) + (L,) * dim
     C = m.covariance()

@@ -77,7 +77,7 @@ def test_convention_2d_sampler_row_major_anisotropic():
 
 # ---------------------------------------------------------------- FFT sampler
 
-@pytest.mark.parametrize("dim,L,xi", [(1, 16, 2.5), (2, 6, 1.5)])
+@pytest.mark.parametrize("dim,L,xi", [(1, 16, 2.0), (2, 6, 1.5)])
 def test_fft_covariance_is_C_eff_and_C(dim, L, xi):
     f = LatentField(L, xi, dim=dim)
     shape = (L,) * dim
@@ -96,13 +96,57 @@ def test_fft_covariance_is_C_eff_and_C(dim, L, xi):
     assert err < 0.02
 
 
-def test_fft_clips_negative_eigenvalues_when_xi_comparable_to_L():
-    f = LatentField(8, 6.0)
-    assert f.sampler.n_clipped > 0
-    C = latent_covariance(8, 6.0)
-    assert torch.linalg.eigvalsh(C).min() < -1e-8  # the wrapped kernel is not PSD
-    assert torch.linalg.eigvalsh(f.covariance()).min() > -1e-12  # C_eff is
-    assert torch.allclose(_exact_cov(f.sampler, (8,)), f.covariance(), atol=1e-12)
+def test_convention_psd_rule_indefinite_periodic_kernel_is_refused():
+    """L = 20, ξ = 10 periodic (the superseded paper preset's class 1): λ_min = −0.399 (1D),
+    −5.96 (2D), 198 of 400 negative (spec §2.1)."""
+    from featlab.data.latent import IndefiniteCovarianceError, latent_spectrum
+
+    for dim, lam_min in ((1, -0.399), (2, -5.96)):
+        sp = latent_spectrum(20, 10.0, dim)
+        lam = torch.linalg.eigvalsh(latent_covariance(20, 10.0, dim))  # dense oracle
+        assert sp.lam_min == pytest.approx(float(lam.min()), abs=1e-9) and sp.lam_min == pytest.approx(lam_min, abs=5e-3)
+        assert not sp.ok
+        with pytest.raises(IndefiniteCovarianceError) as e:
+            LatentField(20, 10.0, dim=dim)
+        msg = str(e.value)
+        assert "\n" not in msg
+        for part in ("L=20", "xi=10", f"dim={dim}", "boundary=periodic", f"{lam_min:.3g}", "boundary=open",
+                     "xi <=", "L >=", "jitter >=", "psd=clip"):
+            assert part in msg, part
+    assert latent_spectrum(20, 10.0, 2).n_negative == 198
+    # every remedy the message names really is PSD
+    assert latent_spectrum(20, 2.6, 2).ok and latent_spectrum(90, 10.0, 2).ok and latent_spectrum(20, 10.0, 2, jitter=5.97).ok
+    assert latent_spectrum(20, 10.0, 2, boundary="open").ok
+    LatentField(20, 10.0, dim=2, boundary="open")  # open boundaries: Cholesky, realisable
+    # a kernel known to be PSD (all eigenvalues > 0) is accepted without a warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = LatentField(20, 1.0, dim=2)
+    assert f.spectrum.ok and f.spectrum.lam_min > 0.09 and f.cov_error < 1e-12
+
+
+def test_psd_clip_opt_in_warns_and_records_the_covariance_error():
+    with pytest.warns(UserWarning, match="psd='clip'.*L=20, xi=10, dim=2"):
+        f = LatentField(20, 10.0, dim=2, psd="clip")
+    assert f.sampler.n_clipped == 198 and f.psd == "clip"
+    C = latent_covariance(20, 10.0, 2)
+    err = float((f.covariance() - C).abs().max())
+    assert f.cov_error == pytest.approx(err, rel=1e-9) and err == pytest.approx(0.132, abs=1e-3)
+    assert f.site_variance == pytest.approx(1.132, abs=1e-3)          # the issue's measured 1.13
+    nn = f.covariance()[0, 1].item() / f.site_variance                 # nearest-neighbour correlation
+    assert nn == pytest.approx(0.959, abs=2e-3) and C[0, 1].item() == pytest.approx(0.990, abs=1e-3)
+    assert torch.linalg.eigvalsh(f.covariance()).min() > -1e-10     # C_eff is PSD
+    assert torch.allclose(_exact_cov(f.sampler, (20, 20)), f.covariance(), atol=1e-10)
+    with pytest.raises(ValueError, match="psd"):
+        LatentField(8, 1.0, psd="ignore")
+
+
+def test_roundoff_negatives_are_clipped_silently():
+    # L = 100, ξ = 10: λ_min ≈ −1.5e-11 = −8e-13 λ_max, float round-off of the wrapped kernel
+    f = LatentField(100, 10.0)
+    assert f.sampler.n_clipped > 0 and f.spectrum.ok and f.cov_error < 1e-10
 
 
 def test_chunk_size_does_not_change_samples():
@@ -183,7 +227,7 @@ def test_fft_backends_realise_the_same_linear_map(dim, L):
 
 
 def test_fft_backends_same_samples_float32_and_seed_stream():
-    s = LatentField(20, 3.0, dim=2).sampler
+    s = LatentField(20, 3.0, dim=2, jitter=1e-3).sampler
     eps = torch.randn(300, 20, 20, generator=_gen(5))
     ref = s.transform(eps, backend="torch")
     fast = s.transform(eps)  # auto -> scipy on CPU float32
@@ -229,16 +273,22 @@ def test_bad_arguments():
         DenseGaussian(torch.eye(3), (3,), method="svd")
 
 
-def test_dense_eigh_clips_negative_eigenvalues():
+def test_dense_eigh_refuses_or_clips_negative_eigenvalues():
+    from featlab.data.latent import IndefiniteCovarianceError
+
     C = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)  # eigenvalues 3, -1
-    s = DenseGaussian(C, (2,), method="eigh")
+    with pytest.raises(IndefiniteCovarianceError, match="most negative eigenvalue -1"):
+        DenseGaussian(C, (2,), method="eigh")
+    with pytest.warns(UserWarning, match="psd='clip'"):
+        s = DenseGaussian(C, (2,), method="eigh", psd="clip")
+    assert s.spectrum.cov_error == pytest.approx(0.5)
     want = 1.5 * torch.ones(2, 2, dtype=torch.float64)  # 3·vvᵀ, v = (1,1)/√2
     assert torch.allclose(s.covariance(), want)
     assert torch.allclose(_exact_cov(s, (2,)), want)
 
 
 def test_samples_dtype_and_generator_device():
-    f = LatentField(8, 2.0, dim=2)
+    f = LatentField(8, 1.5, dim=2)
     x = f.sample(3)
     assert x.dtype == torch.float32 and x.shape == (3, 8, 8) and x.device.type == "cpu"
 
@@ -247,7 +297,7 @@ def test_samples_dtype_and_generator_device():
 def test_samples_on_cuda_generator_device():
     g = torch.Generator(device="cuda").manual_seed(0)
     for bd in ("periodic", "open"):
-        x = LatentField(8, 2.0, boundary=bd).sample(4, g)
+        x = LatentField(8, 1.5, boundary=bd).sample(4, g)
         assert x.device.type == "cuda"
 
 
@@ -277,3 +327,13 @@ def test_gaussian_expectation_2d_moments():
     assert torch.allclose(gaussian_expectation_2d(lambda u, v: u * v, rho), rho.double(), atol=1e-12)
     want = 1 + 2 * rho.double() ** 2  # E[u²v²]
     assert torch.allclose(gaussian_expectation_2d(lambda u, v: u**2 * v**2, rho), want, atol=1e-12)
+
+
+def test_fast_psd_scan_agrees_with_the_full_spectrum():
+    """The remedy scan's 1D-spectrum shortcut (2D spectrum = outer product) equals latent_spectrum().ok."""
+    import itertools
+
+    from featlab.data.latent import _periodic_ok, latent_spectrum
+
+    for L, xi, dim, eps in itertools.product((8, 16, 20, 33), (1.0, 2.5, 3.0, 6.0), (1, 2), (0.0, 1e-3)):
+        assert _periodic_ok(L, xi, dim, eps) == latent_spectrum(L, xi, dim, jitter=eps).ok, (L, xi, dim, eps)

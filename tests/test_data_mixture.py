@@ -20,9 +20,9 @@ def _emp_cov(x):
 
 
 def test_mixture_labels_balanced_and_classes_from_their_models():
-    mix = Mixture(NLGP(8, 1.0, 3.0), GaussianClone(8, 3.0, 3.0))
+    mix = Mixture(NLGP(10, 1.0, 3.0), GaussianClone(10, 2.0, 3.0))
     x, c = mix.sample(60_000, _gen(1), dtype=torch.float64)
-    assert x.shape == (60_000, 8) and c.dtype == torch.int64 and set(c.unique().tolist()) == {0, 1}
+    assert x.shape == (60_000, 10) and c.dtype == torch.int64 and set(c.unique().tolist()) == {0, 1}
     assert c.double().mean().item() == pytest.approx(0.5, abs=0.01)
     for k in (0, 1):
         S = mix.covariance(k)
@@ -42,14 +42,14 @@ def test_convention_targets():
 
 def test_convention_class0_short_xi_warns_when_reversed():
     with pytest.warns(UserWarning, match="class 0"):
-        Mixture(NLGP(8, 3.0, 3.0), NLGP(8, 1.0, 3.0))
+        Mixture(NLGP(8, 1.5, 3.0), NLGP(8, 1.0, 3.0))
     Mixture(Ising.from_temperature(3.0, 8), Ising.from_temperature(1.0, 8))  # ξ 0.88 < 3.67: fine
 
 
 def test_mixture_shapes_and_bad_arguments():
-    mix = Mixture(NLGP(4, 1.0, 3.0, dim=2), NLGP(4, 2.0, 3.0, dim=2))
+    mix = Mixture(NLGP(5, 1.0, 3.0, dim=2), NLGP(5, 1.5, 3.0, dim=2))
     x, c = mix.sample(10, _gen(2))
-    assert x.shape == (10, 4, 4) and x.dtype == torch.float32
+    assert x.shape == (10, 5, 5) and x.dtype == torch.float32
     with pytest.raises(ValueError, match="same L"):
         Mixture(NLGP(4, 1.0, 3.0), NLGP(5, 1.0, 3.0))
     with pytest.raises(ValueError, match="c must"):

@@ -33,18 +33,24 @@ def _kurt(x):
 
 # ---------------------------------------------------------------- NLGP vs clone covariance
 
-@pytest.mark.parametrize("conv,boundary,jitter,dim", [
-    ("original", "periodic", None, 1),
-    ("followup", "periodic", 1e-3, 1),
-    ("original", "open", 1e-3, 1),
-    ("followup", "open", None, 1),
-    ("original", "periodic", None, 2),
+@pytest.mark.parametrize("conv,boundary,jitter,dim,psd", [
+    ("original", "periodic", None, 1, "refuse"),
+    ("followup", "periodic", 1e-3, 1, "refuse"),
+    ("original", "open", 1e-3, 1, "refuse"),
+    ("followup", "open", None, 1, "refuse"),
+    ("original", "periodic", None, 2, "refuse"),
+    ("original", "periodic", None, 1, "clip"),   # L = 8, ξ = 3: indefinite, clipped on request
 ])
-def test_nlgp_empirical_covariance_equals_clone(conv, boundary, jitter, dim):
+def test_nlgp_empirical_covariance_equals_clone(conv, boundary, jitter, dim, psd):
     # expected relative Frobenius sampling error ≈ sqrt(D / (n·Σ_j Σ̃_0j²)) ≈ 0.005 here
-    L, xi = (8, 2.0) if dim == 1 else (4, 2.0)
-    m = NLGP(L, xi, 3.0, dim=dim, gain_convention=conv, boundary=boundary, jitter=jitter)
-    c = GaussianClone(L, xi, 3.0, dim=dim, gain_convention=conv, boundary=boundary, jitter=jitter)
+    L, xi = ((10, 2.0) if dim == 1 else (5, 1.5)) if psd == "refuse" else (8, 3.0)
+    kw = dict(dim=dim, gain_convention=conv, boundary=boundary, jitter=jitter, psd=psd)
+    if psd == "clip":
+        with pytest.warns(UserWarning, match="psd='clip'"):
+            m, c = NLGP(L, xi, 3.0, **kw), GaussianClone(L, xi, 3.0, **kw)
+        assert m.latent.cov_error > 1e-3 and c.cov_error == m.latent.cov_error
+    else:
+        m, c = NLGP(L, xi, 3.0, **kw), GaussianClone(L, xi, 3.0, **kw)
     assert c.jitter == m.jitter
     S = c.covariance()
     assert torch.allclose(m.covariance(), S, atol=1e-10)
@@ -56,8 +62,8 @@ def test_nlgp_empirical_covariance_equals_clone(conv, boundary, jitter, dim):
 
 
 def test_negative_control_class0_nlgp_vs_class1_clone_mismatch():
-    m0 = NLGP(12, 1.0, 3.0)
-    c1 = GaussianClone(12, 4.0, 3.0)
+    m0 = NLGP(20, 1.0, 3.0)
+    c1 = GaussianClone(20, 2.5, 3.0)
     x = m0.sample(100_000, _gen(3), dtype=torch.float64)
     assert _rel(_emp_cov(x), c1.covariance()) > 0.3
 
@@ -231,17 +237,51 @@ def test_all_models_sample_on_the_cuda_generator_device():
     from featlab.data.norta import KurK
 
     g = torch.Generator(device="cuda").manual_seed(0)
-    models = [NLGP(8, 2.0, 3.0), NLGP(4, 1.0, 3.0, dim=2, boundary="open", jitter=1e-3),
-              GaussianClone(8, 2.0, 3.0), GaussianClone(8, 2.0, 3.0, boundary="open", jitter=1e-3),
-              KurK(8, 2.0, 5.0), Elliptical(8, 2.0), StudentT(8, 2.0), StudentT(8, 2.0, df=5.5),
+    models = [NLGP(8, 1.5, 3.0), NLGP(4, 1.0, 3.0, dim=2, boundary="open", jitter=1e-3),
+              GaussianClone(8, 1.5, 3.0), GaussianClone(8, 1.5, 3.0, boundary="open", jitter=1e-3),
+              KurK(8, 1.5, 5.0), Elliptical(8, 1.5), StudentT(8, 1.5), StudentT(8, 1.5, df=5.5),
               Ising(8), Ising(8, boundary="open"), Ising(4, 2), Ising(4, 2, sampler="wolff"),
               Ising(4, 2, sampler="metropolis"), Ising(6, sampler="followup_metropolis"),
               Ising(6, sampler="original_metropolis")]
     for m in models:
         x = m.sample(64, g)
         assert x.device.type == "cuda" and x.dtype == torch.float32 and torch.isfinite(x).all(), m
-    m = NLGP(8, 2.0, 3.0)
+    m = NLGP(8, 1.5, 3.0)
     x = m.sample(100_000, g, dtype=torch.float64)
     assert _rel(_emp_cov(x.cpu()), m.covariance()) < 1e-2
-    x, c = Mixture(NLGP(8, 1.0, 3.0), NLGP(8, 2.0, 3.0)).sample(32, g)
+    x, c = Mixture(NLGP(8, 1.0, 3.0), NLGP(8, 1.5, 3.0)).sample(32, g)
     assert x.device.type == "cuda" and c.device.type == "cuda"
+
+
+def test_every_latent_field_model_follows_the_psd_rule():
+    """NLGP, its clone, Kur(k), elliptical and Student-t on an indefinite periodic kernel (L = 20,
+    ξ = 10, 1D) are refused by default and clipped with a warning on request; the clone of a
+    generic model (GaussianClone.of) follows the same rule."""
+    from featlab.data.elliptical import Elliptical, StudentT
+    from featlab.data.latent import IndefiniteCovarianceError
+    from featlab.data.norta import KurK
+
+    makers = {"nlgp": lambda **k: NLGP(20, 10.0, 3.0, **k),
+              "clone": lambda **k: GaussianClone(20, 10.0, 3.0, **k),
+              "kur": lambda **k: KurK(20, 10.0, 5.0, **k),
+              "elliptical": lambda **k: Elliptical(20, 10.0, **k),
+              "student": lambda **k: StudentT(20, 10.0, **k)}
+    for name, make in makers.items():
+        with pytest.raises(IndefiniteCovarianceError, match="L=20, xi=10, dim=1, boundary=periodic"):
+            make()
+        with pytest.warns(UserWarning, match="psd='clip'"):
+            m = make(psd="clip")
+        assert (m.latent.cov_error if hasattr(m, "latent") else m.cov_error) == pytest.approx(0.0623, abs=1e-3), name
+
+    class Fake:  # a model whose covariance is indefinite (eigenvalues 3, -1)
+        L, dim = 2, 1
+
+        def covariance(self):
+            return torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+
+    with pytest.raises(IndefiniteCovarianceError):
+        GaussianClone.of(Fake())
+    with pytest.warns(UserWarning):
+        assert GaussianClone.of(Fake(), psd="clip").cov_error == pytest.approx(0.5)
+    # PSD inputs: the clone of a valid NLGP has round-off error only
+    assert GaussianClone.of(NLGP(10, 2.0, 3.0)).cov_error < 1e-10

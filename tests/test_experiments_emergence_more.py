@@ -60,6 +60,11 @@ def test_claim_checks_on_synthetic_summaries():
     assert all(c.check(ok)[1] is True for c in theory)
     bad = dict(ok, ipr_ode_nlgp=0.03, overlap_ode_sim_nlgp=0.2, zeig_ipr_nlgp_quadrature=0.05)
     assert all(c.check(bad)[1] is False for c in theory)
+    # like with like: the exact case (Gaussian ODE vs SGD on the clone) must agree too
+    exact = dict(ok, ipr_ode_gaussian=0.031, ipr_sim_clone=0.042, overlap_ode_sim_clone=0.95)
+    assert theory[1].check(exact)[1] is True and theory[1].value(exact) == pytest.approx(0.02 / 0.3)
+    assert theory[1].check(dict(exact, ipr_sim_clone=0.06))[1] is False         # clone SGD 94% off the ODE
+    assert theory[1].check(dict(exact, overlap_ode_sim_clone=0.5))[1] is False
     gain = get("emergence-gain").claims
     s = {"ipr_nlgp_max_gain": 0.2, "ipr_clone_max_gain": 0.05, "ipr_baseline": 0.07, "max_gain": 10.0,
          "gain_threshold": 2.0, "ipr_elliptical": 0.05}
@@ -86,6 +91,18 @@ def test_config_checks_name_the_field():
     assert e.value.field == "dims"
     with pytest.raises(ConfigError):
         validate(apply_overrides(get("emergence-gain").preset("tiny"), ["gains=3"]))
+    # an indefinite latent kernel is refused before the run, naming the field that causes it
+    with pytest.raises(ConfigError) as e:
+        validate(apply_overrides(get("emergence-gain").preset("paper"), ["phase_ratios=1.5,8"]))
+    assert e.value.field == "phase_ratios" and "xi=8" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        validate(apply_overrides(get("emergence-cnn").preset("tiny"), ["data.L=12"]))
+    assert e.value.field == "data.xi" and "L=12" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        validate(apply_overrides(get("emergence-theory").preset("tiny"), ["L=16"]))
+    assert e.value.field == "xi" and "L=16" in str(e.value)
+    validate(apply_overrides(get("emergence-theory").preset("tiny"), ["L=16", "psd=clip"]))   # the opt-in
+    validate(apply_overrides(get("emergence-ising").preset("tiny"), ["data.L=8"]))   # Ising ignores data.xi
 
 
 def test_theory_claims_are_not_applicable_to_heavy_tailed_data():
@@ -107,12 +124,14 @@ def test_presets_are_valid_and_quirk_is_recorded():
 
 @pytest.mark.slow
 def test_emergence_theory_tiny_end_to_end(tmp_path):
-    out = _run(tmp_path, "emergence-theory", "L=20", "steps=300", "n_cumulant=5000", "quad_nodes=6", "n_starts=4",
+    out = _run(tmp_path, "emergence-theory", "L=26", "steps=300", "n_cumulant=5000", "quad_nodes=6", "n_starts=4",
                "hopm_iter=60")  # tiny itself takes ~11 s
     s = out["summary"]
     assert {"ipr_ode_nlgp", "ipr_ode_taylor", "ipr_ode_gaussian", "ipr_sim_nlgp", "ipr_sim_clone",
             "overlap_ode_sim_nlgp", "zeig_ipr_nlgp_quadrature", "zeig_ipr_clone_samples",
-            "zeig_overlap_rf_nlgp_quadrature", "cumulant_rel_err_samples_vs_quadrature"} <= set(s)
+            "zeig_overlap_rf_nlgp_quadrature", "cumulant_rel_err_samples_vs_quadrature", "overlap_ode_sim_clone",
+            "phi_approx_rel_err_ode"} <= set(s)
+    assert 0.02 < s["phi_approx_rel_err_ode"] < 0.3     # the conditional-Gaussian step is a few % to tens of % off
     assert s["ipr_ode_nlgp"] > 2 * s["ipr_ode_gaussian"]  # sub-Gaussian amplifier localises, Gaussian does not
     assert s["zeig_ipr_nlgp_quadrature"] > s["ipr_baseline"]
     assert out["figures"] == {"profiles_ode_vs_sgd.png", "ipr_ode_vs_sgd.png", "zeigenvectors.png", "phi.png"}
@@ -143,5 +162,20 @@ def test_emergence_ising_tiny_end_to_end(tmp_path):
     out = _run(tmp_path, "emergence-ising", "dims=1")  # the 2D half of tiny adds ~15 s
     s = out["summary"]
     assert {"ipr_ising_1d", "ipr_clone_1d", "acc_ising_1d", "acc_clone_1d", "ipr_baseline_1d"} <= set(s)
-    assert s["ipr_ising_1d"] > s["ipr_clone_1d"]
+    assert s["ipr_ising_1d_median"] > s["ipr_clone_1d_median"]
+    assert isinstance(s["ipr_ising_1d"], list) and s["ipr_ising_1d_spread"][0] <= s["ipr_ising_1d_median"]
     assert out["figures"] == {"receptive_fields_1d.png", "ipr_vs_t_1d.png", "accuracy_vs_t_1d.png"}
+
+
+def test_gain_paper_preset_is_the_cover_recipe_swept_over_the_gain():
+    """Issue 12 item 7: the gain sweep's paper preset = the emergence paper preset (data, model,
+    train; only the memory knob chunk_size differs), g from 0.5 to 30 around the recipe's g = 10,
+    at least 4 seeds."""
+    import dataclasses
+
+    from featlab.experiments import emergence, emergence_gain
+
+    e, g = emergence.paper(), emergence_gain.paper()
+    assert g.data == e.data and g.model == e.model
+    assert dataclasses.replace(g.train, chunk_size=e.train.chunk_size) == e.train
+    assert min(g.gains) == 0.5 and max(g.gains) == 30.0 and e.data.gain in g.gains and g.n_seeds >= 4

@@ -73,9 +73,11 @@ def test_first_step_matches_analytic_update(mode):
                             mode=mode, lr=lr, backend=backend, dtype=torch.float64, n_evals=1,
                             chunk_size=1)
         assert r.steps.tolist() == [0, 1]
-        np.testing.assert_allclose(r.snapshots["W"][1, 0], W_exp.numpy(), atol=1e-7)
-        np.testing.assert_allclose(r.snapshots["b"][1, 0], b_exp.numpy(), atol=1e-7)
-        np.testing.assert_allclose(r.snapshots["v"][1, 0], v_exp.numpy(), atol=1e-7)
+        for k in ("W", "b", "v"):  # float64 runs keep float64 snapshots: parity at round-off
+            assert r.snapshots[k].dtype == np.float64, (backend, k)
+        np.testing.assert_allclose(r.snapshots["W"][1, 0], W_exp.numpy(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(r.snapshots["b"][1, 0], b_exp.numpy(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(r.snapshots["v"][1, 0], v_exp.numpy(), rtol=0, atol=1e-13)
 
 
 def test_mode_table_same_per_unit_update():
@@ -101,7 +103,7 @@ def test_fast_kernels_match_autograd_over_many_steps(bs, mode, l1, l2):
     for backend in ("numpy", "torch"):
         r = _run(backend, mode=mode, bs=bs, l1=l1, l2=l2, T=3.0)
         for k in ("W", "b", "v"):
-            np.testing.assert_allclose(r.snapshots[k], ref.snapshots[k], atol=2e-6)  # float32 snapshots
+            np.testing.assert_allclose(r.snapshots[k], ref.snapshots[k], atol=1e-10)  # float64 snapshots
         np.testing.assert_allclose(r.mse, ref.mse, rtol=1e-10)
         np.testing.assert_array_equal(r.acc, ref.acc)
         for k in ref.grad_norm:
@@ -215,3 +217,36 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="n_evals"):
         eval_schedule(10.0, 4, n_evals=0)
     assert resolve_backend("auto", "cpu").value == "numpy"
+
+
+def test_convention_snapshots_keep_the_training_dtype():
+    """float32 runs snapshot float32, float64 runs float64 (they used to be cast to float32)."""
+    W, b, v = _init(1, "mf")
+    x, y = _pool_sampler(10)(4, None)
+    for dtype, npdt in ((torch.float32, np.float32), (torch.float64, np.float64)):
+        for backend in ("numpy", "torch", "autograd"):
+            r = train_committee(W.to(dtype), b.to(dtype), v.to(dtype), [_pool_sampler(10)], [torch.Generator()],
+                                [(x.to(dtype), y.to(dtype))], T=2.0 / D, mode="mf", lr=0.05, backend=backend,
+                                dtype=dtype, n_evals=2)
+            assert {k: a.dtype for k, a in r.snapshots.items()} == {"W": npdt, "b": npdt, "v": npdt}, backend
+
+
+def test_runs_sharing_a_test_set_are_evaluated_as_with_separate_copies():
+    """The seeds of one task share one stacked test set (memory); the evaluation must equal the
+    one with a private copy per run, for every backend."""
+    from featlab.train.online import _unique_test_sets
+
+    W, b, v = _init(3, "mf")
+    x, y = _pool_sampler(99, 300)(300, None)
+    shared = [(x.reshape(300, -1), y), (x.reshape(300, -1), y), (x.clone(), y)]
+    uniq, index = _unique_test_sets(shared)
+    assert len(uniq) == 2 and index.tolist() == [0, 0, 1]
+    private = [(x.clone(), y.clone()) for _ in range(3)]
+    for backend in ("numpy", "torch", "autograd"):
+        kw = dict(T=2.0, mode="mf", lr=0.05, backend=backend, dtype=torch.float64, n_evals=3)
+        a = train_committee(W, b, v, [_pool_sampler(10 + s) for s in range(3)], [torch.Generator() for _ in range(3)],
+                            shared, **kw)
+        c = train_committee(W, b, v, [_pool_sampler(10 + s) for s in range(3)], [torch.Generator() for _ in range(3)],
+                            private, **kw)
+        np.testing.assert_allclose(a.mse, c.mse, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(a.acc, c.acc)

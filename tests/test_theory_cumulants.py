@@ -143,7 +143,7 @@ def test_exception():
 def test_quadrature_matches_the_featlab_nlgp_data_model():
     from featlab.data import NLGP
 
-    m = NLGP(L=8, xi=2.0, gain=1.5)
+    m = NLGP(L=8, xi=1.5, gain=1.5)
     C = m.latent.covariance()
     assert torch.allclose(nlgp_covariance(C, 1.5), m.covariance(), atol=1e-12)
     X = m.sample(100_000, torch.Generator().manual_seed(8), dtype=torch.float64)

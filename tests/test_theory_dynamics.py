@@ -106,3 +106,14 @@ def test_exception():
         effective_dynamics(S + torch.diag(torch.arange(6.0).double()), S, phi_gaussian, matvec="fft", n_steps=2)
     with pytest.raises(ValueError, match="Sigma0"):
         effective_dynamics(S[:5, :5], S, phi_gaussian, n_steps=2)
+
+
+def test_convention_last_snapshot_is_the_last_step_for_any_snapshot_count():
+    """Trajectory.final is w after n_steps also with n_snapshots = 2 (it used to be step 1)."""
+    S0, S1 = _gauss_kernel(16, 1.0), _gauss_kernel(16, 2.0)
+    w0 = torch.randn(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.01
+    runs = {n: effective_dynamics(S0, S1, phi_binary, tau=0.1, n_steps=50, w0=w0, n_snapshots=n) for n in (2, 3, 60)}
+    for n, tr in runs.items():
+        assert tr.steps[0] == 0 and tr.steps[-1] == 50, n
+        assert torch.allclose(tr.final, runs[60].final, rtol=0, atol=1e-14), n
+    assert runs[2].steps.tolist() == [0, 50]

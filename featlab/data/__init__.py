@@ -22,9 +22,10 @@ _EXPORTS: dict[str, str] = {
     "FolderImages": "folder",
     "load_image_folder": "folder",
     # --- emergence data ---
-    "Elliptical": "elliptical", "GaussianClone": "clone", "Ising": "ising", "KurK": "norta",
-    "LatentField": "latent", "Mixture": "mixture", "NLGP": "nlgp", "StudentT": "elliptical",
-    "ising_correlation_length": "ising", "latent_covariance": "latent", "nlgp_marginal_kurtosis": "nlgp",
+    "Elliptical": "elliptical", "GaussianClone": "clone", "IndefiniteCovarianceError": "latent", "Ising": "ising",
+    "KurK": "norta", "LatentField": "latent", "Mixture": "mixture", "NLGP": "nlgp", "StudentT": "elliptical",
+    "ising_correlation_length": "ising", "latent_covariance": "latent", "latent_spectrum": "latent",
+    "nlgp_marginal_kurtosis": "nlgp",
     "norta_marginal_kurtosis": "norta", "targets": "mixture",
     # --- scale detection ---
     "local_diffeo_1d": "scale_detection", "local_translation": "scale_detection",

@@ -48,9 +48,10 @@ class GaussianClone:
 
     Parameters
     ----------
-    L, xi, gain, dim, gain_convention, boundary, extensive, jitter
+    L, xi, gain, dim, gain_convention, boundary, extensive, jitter, psd
         As for :class:`~featlab.data.nlgp.NLGP`; the latent field is built identically, so the
-        clone matches the NLGP's realised covariance, jitter included.
+        clone matches the NLGP's realised covariance, jitter included, and an indefinite
+        latent kernel is refused unless ``psd="clip"``, as for the NLGP.
     clone_formula : {"exact", "reference"}
         ``"exact"`` (default): the arcsine formula on the realised Ĉ with the normaliser of
         ``variance``; finite and PSD at any gain. ``"reference"`` (compat): the reference's
@@ -68,21 +69,23 @@ class GaussianClone:
 
     Convention:
         Samples (n, L) or (n, L, L) (row-major) on ``generator.device``. ``covariance()`` is the
-        covariance realised by the sampler: Σ̃ with its (round-off) negative eigenvalues clipped
-        to 0 (FFT when circulant, eigh otherwise).
+        covariance realised by the sampler: Σ̃ with its round-off negative eigenvalues clipped
+        to 0 (FFT when circulant, eigh otherwise). ``cov_error``: max |realised − requested|
+        of the latent (NLGP clone) or of the model's covariance (:meth:`of`).
     """
 
     marginal_kurtosis = 3.0
 
     def __init__(self, L: int, xi: float, gain: float, dim: int = 1, gain_convention: str = "original",
                  boundary: str = "periodic", extensive: bool = False, clone_formula: str = "exact",
-                 jitter: float | None = None, variance: str = "exact"):
+                 jitter: float | None = None, variance: str = "exact", psd: str = "refuse"):
         if clone_formula not in ("exact", "reference"):
             raise ValueError(f"clone_formula must be 'exact' or 'reference', got {clone_formula!r}")
         if variance not in ("exact", "reference"):
             raise ValueError(f"variance must be 'exact' or 'reference', got {variance!r}")
         erf_coefficient(gain, gain_convention)  # validates gain and convention
-        latent = LatentField(L, xi, dim, boundary, extensive, jitter)
+        latent = LatentField(L, xi, dim, boundary, extensive, jitter, psd)
+        self.psd, self.cov_error = psd, latent.cov_error
         self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
         self.gain, self.gain_convention = float(gain), gain_convention
         self.clone_formula, self.variance, self.jitter = clone_formula, variance, latent.jitter
@@ -94,14 +97,18 @@ class GaussianClone:
         else:
             s2 = latent.site_variance if variance == "exact" else 1.0
             S = nlgp_covariance(C_hat, gain, gain_convention, nlgp_normaliser(gain, gain_convention, s2))
-        self.sampler = CirculantGaussian(S) if circulant else DenseGaussian(S, self.shape, "eigh")
+        # Σ̃ of a PSD Ĉ is PSD (entrywise arcsin): only round-off negatives can occur here
+        self.sampler = (CirculantGaussian(S, psd=psd) if circulant
+                        else DenseGaussian(S, self.shape, "eigh", psd=psd))
 
     @classmethod
-    def of(cls, model) -> "GaussianClone":
+    def of(cls, model, psd: str = "refuse") -> "GaussianClone":
         """Clone of any data model: N(0, model.covariance()) with the model's L and dim.
 
         Uses the FFT sampler if the covariance is (block-)circulant to 1e-10 relative,
-        otherwise the eigh square root (negative eigenvalues clipped to 0).
+        otherwise the eigh square root. A covariance with an eigenvalue below
+        −PSD_RTOL·λ_max is refused (``psd="refuse"``) or clipped with a warning
+        (``"clip"``); round-off negatives are clipped silently.
         """
         cov = torch.as_tensor(model.covariance(), dtype=torch.float64).cpu()
         self = cls.__new__(cls)
@@ -116,9 +123,10 @@ class GaussianClone:
         if cov.shape != (self.D, self.D):
             raise ValueError(f"model.covariance() must be ({self.D}, {self.D}), got {tuple(cov.shape)}")
         if _is_circulant(cov, self.shape):
-            self.sampler = CirculantGaussian(cov[0].reshape(self.shape))
+            self.sampler = CirculantGaussian(cov[0].reshape(self.shape), psd=psd)
         else:
-            self.sampler = DenseGaussian(cov, self.shape, "eigh")
+            self.sampler = DenseGaussian(cov, self.shape, "eigh", psd=psd)
+        self.psd, self.cov_error = psd, self.sampler.spectrum.cov_error
         return self
 
     def covariance(self) -> torch.Tensor:

@@ -31,8 +31,9 @@ class Elliptical:
 
     Parameters
     ----------
-    L, xi, dim, boundary, extensive, jitter
-        Latent field (:class:`~featlab.data.latent.LatentField`).
+    L, xi, dim, boundary, extensive, jitter, psd
+        Latent field (:class:`~featlab.data.latent.LatentField`; an indefinite periodic
+        kernel is refused unless ``psd="clip"``).
     radius : {"weird", "shell"}
         ``"weird"``: r = 2 + artanh(u), u ~ U(0, 1) (follow-up); ``"shell"``: r ≡ 1.
 
@@ -50,10 +51,10 @@ class Elliptical:
     """
 
     def __init__(self, L: int, xi: float, radius: str = "weird", dim: int = 1, boundary: str = "periodic",
-                 extensive: bool = False, jitter: float | None = None):
+                 extensive: bool = False, jitter: float | None = None, psd: str = "refuse"):
         if radius not in ("weird", "shell"):
             raise ValueError(f"radius must be 'weird' or 'shell', got {radius!r}")
-        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter)
+        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter, psd)
         self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
         self.D, self.jitter, self.radius = self.latent.D, self.latent.jitter, radius
         if radius == "shell":
@@ -88,8 +89,9 @@ class StudentT:
 
     Parameters
     ----------
-    L, xi, dim, boundary, extensive, jitter
-        Latent field (:class:`~featlab.data.latent.LatentField`).
+    L, xi, dim, boundary, extensive, jitter, psd
+        Latent field (:class:`~featlab.data.latent.LatentField`; an indefinite periodic
+        kernel is refused unless ``psd="clip"``).
     df : float
         Degrees of freedom (> 2 for a finite covariance); default 3 (follow-up).
 
@@ -104,10 +106,10 @@ class StudentT:
     """
 
     def __init__(self, L: int, xi: float, df: float = 3, dim: int = 1, boundary: str = "periodic",
-                 extensive: bool = False, jitter: float | None = None):
+                 extensive: bool = False, jitter: float | None = None, psd: str = "refuse"):
         if not df > 2:
             raise ValueError(f"df must be > 2 for a finite covariance, got {df!r}")
-        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter)
+        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter, psd)
         self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
         self.D, self.jitter, self.df = self.latent.D, self.latent.jitter, float(df)
         self.marginal_kurtosis = 3.0 + 6.0 / (df - 4) if df > 4 else math.inf

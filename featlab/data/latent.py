@@ -9,10 +9,22 @@ Convention:
     ``extensive=True`` (ξ ← ξ·L, L the linear size also in 2D). Samples are (n, L) in 1D and
     (n, L, L) in 2D, drawn on ``generator.device`` (CPU when None). ``covariance()`` is
     always the covariance the sampler *realises* (float64, CPU).
+
+Convention (PSD rule, spec §2.1):
+    A covariance whose spectrum has an eigenvalue below −PSD_RTOL·λ_max (float round-off)
+    is *indefinite*: the requested field does not exist. ``psd="refuse"`` (default) raises
+    :class:`IndefiniteCovarianceError` (a ValueError) naming the geometry, the most negative
+    eigenvalue and what would work. ``psd="clip"`` (opt-in) clips the negative eigenvalues
+    to 0, warns, and records ``cov_error`` = max |realised − requested| over the entries.
+    Round-off negatives are clipped in both modes. The wrapped periodic Gaussian kernel is
+    indefinite once ξ is not small against L (L = 20, ξ = 10: λ_min = −0.40 in 1D, −5.96 in
+    2D); open boundaries are always realisable (Cholesky with the smallest jitter that works).
 """
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -28,11 +40,152 @@ __all__ = [
     "DenseGaussian",
     "JITTERS",
     "check_geometry",
+    "PSD_RTOL",
+    "PSD_CHOICES",
+    "IndefiniteCovarianceError",
+    "Spectrum",
+    "latent_spectrum",
+    "indefinite_message",
 ]
 
 #: Jitters tried in order by the open-boundary Cholesky sampler; the first that factorises wins.
 JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3)
 CHUNK = 2**14
+#: Negative eigenvalues with |λ| <= PSD_RTOL·λ_max are float round-off and clipped silently
+#: (spec §2.1; the same order as scipy.stats.multivariate_normal's PSD test, 1e6·eps).
+PSD_RTOL = 1e-10
+#: ``psd`` choices: refuse an indefinite covariance (default) or clip its negative eigenvalues.
+PSD_CHOICES = ("refuse", "clip")
+
+
+class IndefiniteCovarianceError(ValueError):
+    """A requested covariance is not positive semi-definite beyond round-off (``psd="refuse"``)."""
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Eigenvalue summary of a requested covariance (jitter included).
+
+    Attributes
+    ----------
+    lam_min, lam_max : float
+        Smallest and largest eigenvalue.
+    n_negative : int
+        Eigenvalues below −PSD_RTOL·lam_max (round-off excluded).
+    D : int
+        Matrix size.
+    cov_error : float
+        max_ij |C_realised − C_requested| after clipping every negative eigenvalue to 0
+        (round-off size when ``ok``).
+    """
+
+    lam_min: float
+    lam_max: float
+    n_negative: int
+    D: int
+    cov_error: float
+
+    @property
+    def ok(self) -> bool:
+        """True iff the covariance is PSD up to round-off."""
+        return self.n_negative == 0
+
+
+def _check_psd_choice(psd: str) -> None:
+    if psd not in PSD_CHOICES:
+        raise ValueError(f"psd must be one of {', '.join(PSD_CHOICES)}, got {psd!r}")
+
+
+def _spectrum_of(lam: torch.Tensor, cov_error: float) -> Spectrum:
+    top = max(float(lam.max()), 0.0)
+    return Spectrum(lam_min=float(lam.min()), lam_max=float(lam.max()),
+                    n_negative=int((lam < -PSD_RTOL * top).sum()), D=int(lam.numel()), cov_error=cov_error)
+
+
+def _circulant_spectrum(img: torch.Tensor, jitter: float = 0.0) -> tuple[torch.Tensor, Spectrum]:
+    """(λ, Spectrum): λ = Re FFT(first-row image) + jitter; cov_error from the clipped λ."""
+    dims = tuple(range(-img.dim(), 0))
+    lam = torch.fft.fftn(img, dim=dims).real + float(jitter)
+    diff = torch.fft.ifftn(lam.clamp(min=0.0) - lam, dim=dims).real  # first row of C_eff - C
+    return lam, _spectrum_of(lam, float(diff.abs().max()))
+
+
+def _first_row_1d(L: int, xi_eff: float) -> torch.Tensor:
+    k = torch.arange(L, dtype=torch.float64)
+    return torch.exp(-(torch.minimum(k, L - k) ** 2) / xi_eff**2)  # (L,) first row of C_1D
+
+
+def _periodic_image(L: int, xi_eff: float, dim: int) -> torch.Tensor:
+    c1 = _first_row_1d(L, xi_eff)
+    return c1 if dim == 1 else torch.outer(c1, c1)  # row-major first row of kron
+
+
+def latent_spectrum(L: int, xi: float, dim: int = 1, boundary: str = "periodic", extensive: bool = False,
+                    jitter: float | None = None) -> Spectrum:
+    """Spectrum of the requested latent covariance C (+ εI), without building a sampler.
+
+    Periodic: the eigenvalues Re FFT of the first row (O(D log D)), ``jitter`` (None = 0)
+    added. Open: always realisable (the Cholesky sampler adds the smallest jitter that
+    factorises), reported from ``eigvalsh`` of C + εI (O(D³); open fields are small).
+    """
+    check_geometry(L, dim, boundary)
+    if not xi > 0:
+        raise ValueError(f"xi must be > 0, got {xi!r}")
+    xi_eff = xi * L if extensive else xi
+    eps = float(jitter or 0.0)
+    if boundary == "periodic":
+        return _circulant_spectrum(_periodic_image(L, xi_eff, dim), eps)[1]
+    lam = torch.linalg.eigvalsh(latent_covariance(L, xi, dim, boundary, extensive)
+                                + eps * torch.eye(L**dim, dtype=torch.float64))
+    return Spectrum(lam_min=float(lam.min()), lam_max=float(lam.max()), n_negative=0, D=L**dim, cov_error=0.0)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _periodic_ok(L: int, xi_eff: float, dim: int, eps: float) -> bool:
+    """PSD test of the periodic kernel from the 1D spectrum (the 2D spectrum is its outer product)."""
+    lam1 = torch.fft.fft(_first_row_1d(L, xi_eff)).real
+    lam = (lam1 if dim == 1 else torch.outer(lam1, lam1)) + eps
+    return bool((lam >= -PSD_RTOL * max(float(lam.max()), 0.0)).all())
+
+
+def realisable_alternatives(L: int, xi: float, dim: int, extensive: bool, jitter: float | None,
+                            prefix: str = "") -> list[str]:
+    """What would make the periodic latent kernel at (L, ξ, dim) PSD: open boundaries, the
+    largest ξ' <= ξ and the smallest L' >= L found by a scan (1% steps in ξ, unit steps in L),
+    and the jitter that lifts λ_min. ``prefix`` is put before each field name (``"data."``)."""
+    eps = float(jitter or 0.0)
+    xi_eff = xi * L if extensive else xi
+    out = [f"{prefix}boundary=open"]
+    for f in np.arange(0.99, 0.0, -0.01):                 # largest xi' = f xi (1% steps)
+        if _periodic_ok(L, xi_eff * f, dim, eps):
+            out.append(f"{prefix}xi <= {_fmt(xi * f)}")
+            break
+    if not extensive:
+        for L2 in range(L + 1, 20 * L + 1):
+            if _periodic_ok(L2, xi_eff, dim, eps):
+                out.append(f"{prefix}L >= {L2}")
+                break
+    lam0 = _circulant_spectrum(_periodic_image(L, xi_eff, dim), 0.0)[1]
+    need = -lam0.lam_min * (1 + 1e-6) + PSD_RTOL * lam0.lam_max
+    out.append(f"{prefix}jitter >= {_fmt(need)} (eps I; the reference adds 1e-3)")
+    return out
+
+
+def indefinite_message(L: int, xi: float, dim: int, boundary: str, extensive: bool, jitter: float | None,
+                       spec: Spectrum, prefix: str = "") -> str:
+    """One-line description of an indefinite latent kernel and what would work (field names
+    prefixed by ``prefix``, e.g. ``"data."`` for a config error)."""
+    xi_txt = f"xi={xi:g}" + (f" x L = {xi * L:g} sites (extensive)" if extensive else "")
+    eps = f", jitter={jitter:g}" if jitter else ""
+    return (f"the latent kernel exp(-d^2/xi^2) at L={L}, {xi_txt}, dim={dim}, boundary={boundary}{eps} "
+            f"is not positive semi-definite: most negative eigenvalue {_fmt(spec.lam_min)} "
+            f"({_fmt(spec.lam_min / spec.lam_max)} x lambda_max; {spec.n_negative} of {spec.D} negative); "
+            f"clipping would change the covariance by up to {_fmt(spec.cov_error)}; what would work: "
+            + ", ".join(realisable_alternatives(L, xi, dim, extensive, jitter, prefix))
+            + f"; or {prefix}psd=clip to clip the negative eigenvalues anyway")
 
 
 class FFTBackend(str, Enum):
@@ -145,33 +298,48 @@ class CirculantGaussian:
         Must be symmetric under k → -k (a real symmetric circulant).
     jitter : float
         Added to every eigenvalue (εI is circulant); default 0.
+    psd : {"refuse", "clip"}
+        What to do when Re FFT(row_image) + jitter has an eigenvalue below −PSD_RTOL·λ_max
+        (module Convention): raise :class:`IndefiniteCovarianceError` (default) or clip to 0
+        with a warning. Round-off negatives are clipped silently in both modes.
 
     Attributes
     ----------
     lam : Tensor (L,) or (L, L) float64
-        Eigenvalues Re FFT(row_image), clipped at 0 (negative round-off / the wrapped-kernel's
-        small negative eigenvalues), plus jitter.
+        Eigenvalues Re FFT(row_image) + jitter, clipped at 0.
     n_clipped : int
-        How many eigenvalues were negative before clipping.
+        How many eigenvalues were negative before clipping (round-off included).
+    spectrum : Spectrum
+        λ_min, λ_max, the negatives beyond round-off and ``cov_error`` = max |C_eff − C|.
 
     Convention:
         x = IFFT(√λ₊ ⊙ FFT(ε)), ε ~ N(0, I) real, computed with rfft/irfft (identical since √λ₊
         is real and even); Cov(x) = C_eff = F⁻¹ diag(λ₊) F, returned by ``covariance()``.
-        Eigenvalue clipping is the spec's matrix-square-root rule (clip negatives to 0).
-        On CPU (float32/float64) the FFTs are done by scipy.fft (:class:`FFTBackend`), but ε
+        Eigenvalue clipping is the spec's matrix-square-root rule (clip negatives to 0); it
+        is silent only for round-off (see the module's PSD rule). On CPU (float32/float64) the FFTs are done by scipy.fft (:class:`FFTBackend`), but ε
         is still ``torch.randn`` from the generator: the random stream is unchanged and a seed
         gives the samples of the torch.fft path up to float round-off (~1e-6 in float32).
     """
 
-    def __init__(self, row_image: torch.Tensor, jitter: float = 0.0):
+    def __init__(self, row_image: torch.Tensor, jitter: float = 0.0, psd: str = "refuse"):
+        _check_psd_choice(psd)
         img = torch.as_tensor(row_image, dtype=torch.float64).cpu()
         if img.dim() not in (1, 2) or (img.dim() == 2 and img.shape[0] != img.shape[1]):
             raise ValueError(f"row_image must be (L,) or (L, L), got shape {tuple(img.shape)}")
         self.shape = tuple(img.shape)
         self.dims = tuple(range(-img.dim(), 0))
-        lam = torch.fft.fftn(img, dim=self.dims).real
+        lam, self.spectrum = _circulant_spectrum(img, jitter)
+        if not self.spectrum.ok:
+            sp = self.spectrum
+            what = (f"circulant covariance is not positive semi-definite: most negative eigenvalue "
+                    f"{_fmt(sp.lam_min)} ({_fmt(sp.lam_min / sp.lam_max)} x lambda_max, {sp.n_negative} of "
+                    f"{sp.D} negative); clipping changes it by up to {_fmt(sp.cov_error)}")
+            if psd == "refuse":
+                raise IndefiniteCovarianceError(what + "; pass psd='clip' to clip the negative eigenvalues")
+            warnings.warn(what + " (psd='clip': clipped)", stacklevel=2)
+        self.psd = psd
         self.n_clipped = int((lam < 0).sum())
-        self.lam = lam.clamp(min=0.0) + float(jitter)
+        self.lam = lam.clamp(min=0.0)
         self.D = img.numel()
         self._sqrt_half: dict = {}
         self._sqrt_np: dict = {}
@@ -258,15 +426,19 @@ class DenseGaussian:
         Output sample shape, e.g. (L,) or (L, L) (row-major).
     method : {"cholesky", "eigh"}
         ``"cholesky"``: exact factor, fails if ``cov`` is not positive definite (use jitter).
-        ``"eigh"``: A = V diag(√λ₊) Vᵀ with negative eigenvalues clipped to 0; works for any
-        symmetric input, realising V diag(λ₊) Vᵀ. Both cost O(D²) per sample after an O(D³)
-        set-up.
+        ``"eigh"``: A = V diag(√λ₊) Vᵀ with negative eigenvalues clipped to 0, realising
+        V diag(λ₊) Vᵀ. Both cost O(D²) per sample after an O(D³) set-up.
+    psd : {"refuse", "clip"}
+        ``"eigh"`` only: an eigenvalue below −PSD_RTOL·λ_max raises
+        :class:`IndefiniteCovarianceError` (default) or is clipped with a warning
+        (round-off is clipped silently). ``spectrum`` records what was found.
 
     Convention:
         x = A ε with A Aᵀ = realised covariance (``covariance()``), ε ~ N(0, I).
     """
 
-    def __init__(self, cov: torch.Tensor, shape: tuple, method: str = "cholesky"):
+    def __init__(self, cov: torch.Tensor, shape: tuple, method: str = "cholesky", psd: str = "refuse"):
+        _check_psd_choice(psd)
         C = torch.as_tensor(cov, dtype=torch.float64).cpu()
         C = 0.5 * (C + C.T)
         self.shape = tuple(shape)
@@ -276,14 +448,25 @@ class DenseGaussian:
         if method == "cholesky":
             self.A = torch.linalg.cholesky(C)
             self._cov = C
+            self.spectrum = None
         elif method == "eigh":
             lam, V = torch.linalg.eigh(C)
+            realised = (V * lam.clamp(min=0.0)) @ V.T
+            self.spectrum = _spectrum_of(lam, float((realised - C).abs().max()))
+            if not self.spectrum.ok:
+                sp = self.spectrum
+                what = (f"covariance is not positive semi-definite: most negative eigenvalue {_fmt(sp.lam_min)} "
+                        f"({_fmt(sp.lam_min / sp.lam_max)} x lambda_max, {sp.n_negative} of {sp.D} negative); "
+                        f"clipping changes it by up to {_fmt(sp.cov_error)}")
+                if psd == "refuse":
+                    raise IndefiniteCovarianceError(what + "; pass psd='clip' to clip the negative eigenvalues")
+                warnings.warn(what + " (psd='clip': clipped)", stacklevel=2)
             lam = lam.clamp(min=0.0)
             self.A = (V * lam.sqrt()) @ V.T
-            self._cov = (V * lam) @ V.T
+            self._cov = realised
         else:
             raise ValueError(f"method must be 'cholesky' or 'eigh', got {method!r}")
-        self.method = method
+        self.method, self.psd = method, psd
         self._A: dict = {}
 
     def covariance(self) -> torch.Tensor:
@@ -320,13 +503,18 @@ class LatentField:
         Correlation length in sites (ξ·L if ``extensive``).
     dim : {1, 2}
     boundary : {"periodic", "open"}
-        ``"periodic"`` (default): circulant FFT sampler, eigenvalues clipped at 0, no jitter
-        unless given. ``"open"``: cached Cholesky of C + εI with the smallest ε in
-        :data:`JITTERS` that factorises, or the given ``jitter`` (the reference uses 1e-3).
+        ``"periodic"`` (default): circulant FFT sampler, no jitter unless given. ``"open"``:
+        cached Cholesky of C + εI with the smallest ε in :data:`JITTERS` that factorises, or
+        the given ``jitter`` (the reference uses 1e-3).
     extensive : bool
         ξ ← ξ·L (the reference's ``--extensivexis``).
     jitter : float or None
         Explicit εI; recorded as ``.jitter``.
+    psd : {"refuse", "clip"}
+        Periodic C + εI indefinite beyond round-off (module PSD rule): ``"refuse"``
+        (default) raises :class:`IndefiniteCovarianceError` naming L, ξ, dim, boundary, the
+        most negative eigenvalue and what would work; ``"clip"`` clips the negative
+        eigenvalues, warns, and records the error in ``cov_error``.
 
     Attributes
     ----------
@@ -337,6 +525,11 @@ class LatentField:
         ε actually used.
     site_variance : float
         s² = diagonal of the realised covariance (constant over sites).
+    spectrum : Spectrum
+        Of the requested C + εI (:func:`latent_spectrum`).
+    cov_error : float
+        max |realised − requested C + εI| over the entries: round-off unless ``psd="clip"``
+        clipped a genuinely indefinite kernel.
     sampler : CirculantGaussian or DenseGaussian
 
     Convention:
@@ -348,8 +541,9 @@ class LatentField:
     marginal_kurtosis = 3.0
 
     def __init__(self, L: int, xi: float, dim: int = 1, boundary: str = "periodic",
-                 extensive: bool = False, jitter: float | None = None):
+                 extensive: bool = False, jitter: float | None = None, psd: str = "refuse"):
         check_geometry(L, dim, boundary)
+        _check_psd_choice(psd)
         if not xi > 0:
             raise ValueError(f"xi must be > 0, got {xi!r}")
         if jitter is not None and not jitter >= 0:
@@ -358,13 +552,20 @@ class LatentField:
         self.D = L**dim
         self.xi_eff = xi * L if extensive else xi
         self.shape = (L,) * dim
+        self.psd = psd
         if boundary == "periodic":
-            k = torch.arange(L, dtype=torch.float64)
-            d0 = torch.minimum(k, L - k)
-            c1 = torch.exp(-(d0**2) / self.xi_eff**2)  # (L,) first row of C_1D
-            img = c1 if dim == 1 else torch.outer(c1, c1)  # row-major first row of kron
+            img = _periodic_image(L, self.xi_eff, dim)
             self.jitter = float(jitter or 0.0)
-            self.sampler = CirculantGaussian(img, jitter=self.jitter)
+            spec = _circulant_spectrum(img, self.jitter)[1]
+            if not spec.ok:
+                msg = indefinite_message(L, xi, dim, boundary, extensive, jitter, spec)
+                if psd == "refuse":
+                    raise IndefiniteCovarianceError(msg)
+                warnings.warn(f"psd='clip': {msg.split('; what would work')[0]}; clipped", stacklevel=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.sampler = CirculantGaussian(img, jitter=self.jitter, psd="clip")
+            self.spectrum, self.cov_error = spec, spec.cov_error
         else:
             C = latent_covariance(L, xi, dim, boundary, extensive)
             eye = torch.eye(self.D, dtype=torch.float64)
@@ -376,6 +577,10 @@ class LatentField:
                 raise ValueError(f"jitter={jitter!r}: C + jitter·I is not positive definite")
             self.jitter = float(eps)
             self.sampler = DenseGaussian(C + eps * eye, self.shape, method="cholesky")
+            lam = torch.linalg.eigvalsh(C + eps * eye)
+            self.spectrum = Spectrum(lam_min=float(lam.min()), lam_max=float(lam.max()), n_negative=0,
+                                     D=self.D, cov_error=0.0)
+            self.cov_error = 0.0
         self.site_variance = float(self.covariance_diagonal())
 
     def covariance_diagonal(self) -> float:
@@ -398,4 +603,4 @@ class LatentField:
 
     def __repr__(self) -> str:
         return (f"LatentField(L={self.L}, xi={self.xi}, dim={self.dim}, boundary={self.boundary!r}, "
-                f"extensive={self.extensive}, jitter={self.jitter})")
+                f"extensive={self.extensive}, jitter={self.jitter}, psd={self.psd!r})")

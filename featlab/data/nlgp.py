@@ -146,7 +146,10 @@ class NLGP:
         ``"reference"`` (compat, sgoldt/conv_emerge ``inputs.NLGP``): normaliser γ(g) of the
         unit diagonal; with jitter ε the variance is ≈ 1 + O(ε).
     jitter : float or None
-        Latent εI (the reference uses 1e-3 with open boundaries).
+        Latent εI (the reference uses 1e-3).
+    psd : {"refuse", "clip"}
+        An indefinite periodic latent kernel (ξ not small against L) is refused (default)
+        or its negative eigenvalues clipped with a warning (:class:`~featlab.data.latent.LatentField`).
 
     Attributes
     ----------
@@ -166,12 +169,13 @@ class NLGP:
 
     def __init__(self, L: int, xi: float, gain: float, dim: int = 1, gain_convention: str = "original",
                  boundary: str = "periodic", extensive: bool = False, variance: str = "exact",
-                 jitter: float | None = None):
+                 jitter: float | None = None, psd: str = "refuse"):
         if variance not in ("exact", "reference"):
             raise ValueError(f"variance must be 'exact' or 'reference', got {variance!r}")
         self.a = erf_coefficient(gain, gain_convention)
         self.gain, self.gain_convention, self.variance = float(gain), gain_convention, variance
-        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter)
+        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter, psd)
+        self.psd = psd
         self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
         self.D, self.jitter = self.latent.D, self.latent.jitter
         s2 = self.latent.site_variance if variance == "exact" else 1.0

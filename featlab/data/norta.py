@@ -66,8 +66,9 @@ class KurK:
 
     Parameters
     ----------
-    L, xi, dim, boundary, extensive, jitter
-        Latent field, as for :class:`~featlab.data.latent.LatentField`.
+    L, xi, dim, boundary, extensive, jitter, psd
+        Latent field, as for :class:`~featlab.data.latent.LatentField` (an indefinite
+        periodic kernel is refused unless ``psd="clip"``).
     k : float
         Tail exponent (> 2); kurtosis finite iff k > 4; k → ∞ is uniform.
     standardise : {"exact", "empirical"}
@@ -88,12 +89,13 @@ class KurK:
     """
 
     def __init__(self, L: int, xi: float, k: float, dim: int = 1, boundary: str = "periodic",
-                 extensive: bool = False, standardise: str = "exact", jitter: float | None = None):
+                 extensive: bool = False, standardise: str = "exact", jitter: float | None = None,
+                 psd: str = "refuse"):
         if standardise not in ("exact", "empirical"):
             raise ValueError(f"standardise must be 'exact' or 'empirical', got {standardise!r}")
         self.sigma = math.sqrt(kur_variance(k))
         self.k, self.standardise = float(k), standardise
-        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter)
+        self.latent = LatentField(L, xi, dim, boundary, extensive, jitter, psd)
         self.L, self.xi, self.dim, self.boundary, self.extensive = L, xi, dim, boundary, extensive
         self.D, self.jitter = self.latent.D, self.latent.jitter
         self._s = math.sqrt(self.latent.site_variance)

@@ -16,13 +16,22 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, F
+from ..data.latent import PSD_CHOICES
 from ..models.committee import pm1_bias
 from ..probes._ipr import ipr
 from ..train.online import OnlineResult, train_committee
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "build_task", "data_model", "Trained",
            "train_many", "train_one", "init_weights", "long_range_detectors", "final_ipr_of_detectors",
-           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy"]
+           "per_seed_detector_ipr", "seed_stats", "median_seed", "per_class_kurtosis", "latent_record",
+           "record_psd_choice",
+           "plot_receptive_fields", "plot_ipr_curves", "plot_accuracy", "series_colour", "PAPER_IPR_PLATEAU", "PAPER_IPR_CLONE"]
+
+#: PNAS Fig. 1D: the localised NLGP units plateau at IPR ≈ 0.055–0.06 at t = 10⁴ (2D, L = 20),
+#: read off the cover figure (the repository's ``conv_emerge.png``; spec §7).
+PAPER_IPR_PLATEAU = (0.055, 0.06)
+#: PNAS Fig. 1G: the clone's units stay flat near IPR ≈ 0.0065 up to t = 10⁴ (read off the figure).
+PAPER_IPR_CLONE = 0.0065
 
 DATA_KINDS = ("nlgp", "clone", "ising", "ising_clone")
 
@@ -36,15 +45,17 @@ class DataConfig:
 
     L: int = F(20, "linear size in sites; D = L^dim", ge=2, tag="[code]")
     dim: int = F(2, "1 (ring/chain) or 2 (L x L lattice, flattened row-major)", choices=(1, 2), tag="[code]")
-    xi: tuple[float, ...] = F((2.0, 10.0), "(xi0, xi1): latent correlation lengths in sites of class 0 "
-                              "(short) and class 1 (long), covariance exp(-d^2/xi^2); default = the paper's "
-                              "0.1, 0.5 with --extensivexis at L=20", gt=0, tag="[inferred]", length=2)
-    gain: float = F(3.0, "NLGP gain g in gain_convention; unknown for the cover figure",
-                    gt=0, tag="[inferred]")
+    xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1): latent correlation lengths in sites of class 0 "
+                              "(short) and class 1 (long), covariance exp(-d^2/xi^2); default = the cover-figure "
+                              "recipe (spec §7, reference flags --xis 1 3; reproduces PNAS Fig. 1D)", gt=0,
+                              tag="[inferred]", length=2)
+    gain: float = F(10.0, "NLGP gain g in gain_convention; default = the cover-figure recipe (spec §7, "
+                    "--gain 10; seed 0: g = 30 gives ipr_nlgp 0.059 against 0.053)", gt=0, tag="[inferred]")
     gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z "
                              "(g_original = sqrt2 g_followup)", choices=("original", "followup"), tag="[code]")
-    boundary: str = F("periodic", "latent-field boundary; the reference default is open (--pbc off), "
-                      "unknown for the cover figure", choices=("periodic", "open"), tag="[inferred]")
+    boundary: str = F("periodic", "latent-field boundary; the reference default is open (--pbc off); the "
+                      "cover-figure recipe is periodic (--pbc; open pins the blobs to the corners, spec §7)",
+                      choices=("periodic", "open"), tag="[inferred]")
     extensive: bool = F(False, "xi <- xi * L (the reference's --extensivexis)", tag="[code]")
     clone_formula: str = F("exact", "clone covariance: exact arcsine formula on the realised latent "
                            "covariance, or the reference's jittered form (sgoldt/conv_emerge tasks.py; "
@@ -53,8 +64,14 @@ class DataConfig:
     variance: str = F("exact", "NLGP normaliser at the realised latent variance (exact) or at the unit "
                       "diagonal (reference inputs.NLGP: variance 1 + O(jitter))",
                       choices=("exact", "reference"), quirk="reference", tag="[code]")
-    jitter: float | None = F(None, "latent jitter eps I (None: the data model's default: 0 periodic, the "
-                             "smallest that factorises open)", ge=0, tag="[code]")
+    jitter: float | None = F(1e-3, "latent jitter eps I: the reference adds 1e-3 to every latent covariance "
+                             "(sgoldt/conv_emerge); it also makes the wrapped xi=3 kernel at L=20 positive "
+                             "definite (lambda_min = -6.5e-5 without it). None: 0 periodic, the smallest that "
+                             "factorises open", ge=0, tag="[code]")
+    psd: str = F("refuse", "an indefinite periodic latent kernel (xi not small against L) is refused before the "
+                 "run (refuse), or its negative eigenvalues are clipped (clip: non-default; the realised "
+                 "covariance then differs from the requested one, recorded in summary.json, config.json and "
+                 "captions)", choices=PSD_CHOICES, quirk="clip", tag="[design]")
     T_ising: tuple[float, ...] = F((3.0, 1.5), "Ising kinds: (T0, T1) temperatures of class 0 (short, hot) "
                                    "and class 1 (long, cold), J = 1", gt=0, tag="[code]", length=2)
     ising_sampler: str = F("auto", "Ising kinds: exact 1D / swendsen_wang 2D (auto), or a named sampler",
@@ -68,6 +85,32 @@ class DataConfig:
             raise ConfigError("xi", "expected two values (xi0, xi1)", self.xi)
         if len(self.T_ising) != 2:
             raise ConfigError("T_ising", "expected two values (T0, T1)", self.T_ising)
+
+    def spectra(self, xis: Sequence[float] | None = None) -> list:
+        """:class:`~featlab.data.latent.Spectrum` of the latent kernel of each ξ (default ``xi``)."""
+        from ..data.latent import latent_spectrum
+
+        return [latent_spectrum(self.L, x, self.dim, self.boundary, self.extensive, self.jitter)
+                for x in (self.xi if xis is None else xis)]
+
+    def check_realisable(self, prefix: str = "data.", xis: Sequence[float] | None = None,
+                         field_name: str | None = None) -> None:
+        """Refuse (ConfigError) a latent kernel that is not PSD unless ``psd="clip"``.
+
+        Called by the ``check()`` of every experiment config that builds data on the latent
+        field (not the Ising experiments, which do not use ``xi``). ``xis`` defaults to
+        ``xi``; ``field_name`` is the field blamed (default ``<prefix>xi``).
+        """
+        from ..data.latent import indefinite_message
+
+        if self.psd == "clip":
+            return
+        xis = self.xi if xis is None else tuple(xis)
+        for x, sp in zip(xis, self.spectra(xis)):
+            if not sp.ok:
+                msg = indefinite_message(self.L, x, self.dim, self.boundary, self.extensive, self.jitter, sp,
+                                         prefix=prefix)
+                raise ConfigError(field_name or f"{prefix}xi", msg, xis)
 
     @property
     def D(self) -> int:
@@ -121,7 +164,8 @@ def data_model(cfg: DataConfig, kind: str, c: int):
 
     if kind in ("nlgp", "clone"):
         kw = dict(L=cfg.L, xi=cfg.xi[c], gain=cfg.gain, dim=cfg.dim, gain_convention=cfg.gain_convention,
-                  boundary=cfg.boundary, extensive=cfg.extensive, jitter=cfg.jitter, variance=cfg.variance)
+                  boundary=cfg.boundary, extensive=cfg.extensive, jitter=cfg.jitter, variance=cfg.variance,
+                  psd=cfg.psd)
         if kind == "nlgp":
             return NLGP(**kw)
         return GaussianClone(**kw, clone_formula=cfg.clone_formula)
@@ -131,7 +175,7 @@ def data_model(cfg: DataConfig, kind: str, c: int):
         kw = {} if cfg.ising_sampler == "auto" else {"sampler": cfg.ising_sampler}
         m = Ising.from_temperature(cfg.T_ising[c], L=cfg.L, dim=cfg.dim, boundary=cfg.boundary,
                                    sweeps_between_samples=cfg.sweeps_between_samples, **kw)
-        return m if kind == "ising" else GaussianClone.of(m)
+        return m if kind == "ising" else GaussianClone.of(m, psd=cfg.psd)
     raise ValueError(f"kind: allowed {', '.join(DATA_KINDS)} (got {kind!r})")
 
 
@@ -313,37 +357,150 @@ def final_ipr_of_detectors(tr: Trained, tag: str) -> float | None:
     return float(vals[mask].mean()) if mask.any() else None
 
 
+def per_seed_detector_ipr(tr: Trained, tag: str, e: int = -1) -> list[float | None]:
+    """Per run of ``tag`` (seed order): mean IPR of its long-range detectors at evaluation ``e``
+    (None for a run without a detector)."""
+    idx = tr.runs(tag)
+    snaps = tr.result.snapshots
+    mask = long_range_detectors(snaps["b"][e, idx], snaps["v"][e, idx])     # (R, K)
+    vals = tr.ipr()[e, idx]                                                 # (R, K)
+    return [float(v[m].mean()) if m.any() else None for v, m in zip(vals, mask)]
+
+
+def _finite(v) -> bool:
+    return v is not None and bool(np.isfinite(v))
+
+
+def seed_stats(key: str, values: Sequence) -> dict:
+    """``{key: per-seed list, key_median, key_spread: [min, max]}`` (lab convention for batched seeds).
+
+    Convention:
+        Non-finite or missing per-seed values become None (never NaN) and are left out of the
+        median and spread; with no finite value both are None. Integer lists stay integers.
+    """
+    vals = [(int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else float(v))
+            if _finite(v) else None for v in values]
+    fin = [v for v in vals if v is not None]
+    return {key: vals, f"{key}_median": float(np.median(fin)) if fin else None,
+            f"{key}_spread": [float(min(fin)), float(max(fin))] if fin else None}
+
+
+def median_seed(values: Sequence) -> int:
+    """Index of the seed whose value is closest to the median of the finite values (0 if none):
+    the representative seed drawn in receptive-field panels."""
+    fin = [(i, v) for i, v in enumerate(values) if _finite(v)]
+    if not fin:
+        return 0
+    med = float(np.median([v for _, v in fin]))
+    return min(fin, key=lambda iv: (abs(iv[1] - med), iv[0]))[0]
+
+
+def per_class_kurtosis(W: np.ndarray, x: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+    """κ(w_k·x) = E[λ⁴]/E[λ²]² of every unit *within each class*: (U, 2) float64.
+
+    Convention:
+        W: (U, D); x: (n, D) or (n, L, L) held-out inputs; c: (n,) class labels 0/1. Raw moments
+        (zero-mean data). The pooled κ over both classes of a Gaussian task is not 3 but the
+        scale-mixture value 3·(s0⁴ + s1⁴)/2 / ((s0² + s1²)/2)² with s_c² = wᵀΣ_c w; per class
+        it is 3 for Gaussian inputs, and κ − 3 ≈ (κ_x − 3)·IPR(w) for the NLGP (spec §5.1).
+    """
+    from ..probes._ipr import preactivation_kurtosis
+
+    Wt = torch.as_tensor(np.asarray(W, dtype=np.float64))
+    xf = x.reshape(len(x), -1)
+    out = np.empty((Wt.shape[0], 2))
+    for k in (0, 1):
+        out[:, k] = preactivation_kurtosis(Wt, xf[c == k]).numpy()
+    return out
+
+
+def latent_record(ctx, data: DataConfig, xis: Sequence[float] | None = None, prefix: str = "data.") -> dict:
+    """Summary keys describing how the latent kernels were realised, for every ξ in ``xis``.
+
+    Returns ``{"psd", "latent_cov_error" (max over ξ of max |C_realised − C_requested|),
+    "latent_lambda_min" (per ξ)}``. With ``psd="clip"`` and a kernel that really was clipped,
+    the choice is also recorded, with the error, in ``config.json`` (``active_choices``) and in
+    every later figure caption (through ``ctx.quirks``).
+    """
+    xis = tuple(data.xi if xis is None else xis)
+    return record_psd_choice(ctx, data.psd, xis, data.spectra(xis), prefix)
+
+
+def record_psd_choice(ctx, psd: str, xis: Sequence[float], specs: Sequence, prefix: str = "") -> dict:
+    """:func:`latent_record` from explicit spectra (``featlab.data.latent.Spectrum``, one per ξ)."""
+    from ..utils import atomic_write_json
+
+    err = max(sp.cov_error for sp in specs)
+    out = {"psd": psd, "latent_cov_error": float(err), "latent_lambda_min": [float(sp.lam_min) for sp in specs]}
+    if psd == "clip" and not all(sp.ok for sp in specs):
+        bad = [f"{x:g}" for x, sp in zip(xis, specs) if not sp.ok]
+        note = (f"{prefix}psd=clip (non-default): the indefinite latent kernel(s) at xi = {', '.join(bad)} had "
+                f"their negative eigenvalues clipped, so the realised covariance differs from the requested one "
+                f"by up to {err:.3g}")
+        key = f"{prefix}psd=clip"
+        ctx.quirks = [note if q == key else q for q in ctx.quirks] + ([] if key in ctx.quirks else [note])
+        try:
+            meta = ctx.rundir.read_config()
+        except Exception:  # noqa: BLE001 - a context without a config.json (tests): nothing to amend
+            meta = None
+        if meta is not None:
+            meta.setdefault("active_choices", {})[f"{prefix}psd"] = {
+                "value": "clip", "latent_cov_error": float(err),
+                "xi_clipped": [float(x) for x, sp in zip(xis, specs) if not sp.ok],
+                "latent_lambda_min": out["latent_lambda_min"], "note": note}
+            atomic_write_json(ctx.rundir.config, meta)
+        ctx.log.warning(note)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # figures (take data, return a Figure)
 # ------------------------------------------------------------------------------------------------
+def series_colour(name: str, i: int = 0) -> str:
+    """Colour of a data-set series: the Gaussian clone blue (``PALETTE["clone"]``), its non-Gaussian
+    source (``nlgp``, ``ising``...) red (``PALETTE["nlgp"]``); any other name the i-th colour of the
+    cycle after C1 (so no two series of one figure share a colour)."""
+    from ..plotting import PALETTE
+
+    if name.startswith("clone") or name.endswith("clone"):
+        return PALETTE["clone"]
+    if name.startswith(("nlgp", "ising")):
+        return PALETTE["nlgp"]
+    return f"C{i + 2}"
+
+
 def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[str, np.ndarray] | None = None):
     """Final receptive fields, one row per data set, one column per unit.
 
-    ``W[name]``: (K, D). 2D: images (row-major, symmetric colour scale per unit); 1D: profiles
-    w_k(i) against the site i. Titles carry the bias sign and the IPR.
+    ``W[name]``: (K, D). 2D: images (row-major L x L) on one symmetric colour scale per row,
+    with its colour bar; 1D: profiles w_k(i) against the site i, y axis shared along the row
+    and labelled on the first panel. Titles carry the bias sign and the IPR.
     """
-    from ..plotting import figure
+    from ..plotting import colorbar, figure, image
 
     names = list(W)
     K = W[names[0]].shape[0]
-    fig, ax = figure(len(names), K, width=1.3 if dim == 2 else 1.6, height=1.4 if dim == 2 else 1.2)
+    fig, ax = figure(len(names), K, width=1.3 if dim == 2 else 1.6, height=1.4 if dim == 2 else 1.3,
+                     sharey="row" if dim == 1 else False)
     for r, name in enumerate(names):
+        Wr = np.asarray(W[name], dtype=float)
+        m = float(np.abs(Wr).max()) or 1.0
         for k in range(K):
             a = ax[r, k]
-            w = np.asarray(W[name][k], dtype=float)
+            w = Wr[k]
             sign = "" if b is None else ("b+" if b[name][k] > 0 else "b-" if b[name][k] < 0 else "b0")
             if dim == 2:
-                m = np.abs(w).max() or 1.0
-                a.imshow(w.reshape(L, L), cmap="RdBu_r", vmin=-m, vmax=m)
-                a.set_xticks([]), a.set_yticks([])
+                im = image(a, w.reshape(L, L), vmin=-m, vmax=m)
             else:
                 a.plot(np.arange(L), w, color="k", lw=0.8)
                 a.axhline(0, color="0.7", lw=0.5)
                 a.set_xticks([0, L - 1])
-                a.tick_params(labelleft=False)
+                a.tick_params(labelleft=k == 0)
             a.set_title(f"{sign} IPR {ipr(w):.3f}", fontsize=6)
             if k == 0:
-                a.set_ylabel(name)
+                a.set_ylabel(name if dim == 2 else f"{name}: w_i")
+        if dim == 2:
+            colorbar(fig, im, list(ax[r]), f"w_k ({name})")
     fig.suptitle("final receptive fields w_k" + (" (image: row-major L x L)" if dim == 2 else
                                                    " (weight vs site i)"), fontsize=8)
     return fig
@@ -351,35 +508,61 @@ def plot_receptive_fields(W: dict[str, np.ndarray], L: int, dim: int, b: dict[st
 
 def plot_ipr_curves(t: np.ndarray, iprs: dict[str, np.ndarray], baseline: float,
                     detect: dict[str, np.ndarray] | None = None, threshold: float | None = None,
-                    time_unit: str = "steps"):
+                    time_unit: str = "steps", seeds: dict[str, np.ndarray] | None = None,
+                    reference: dict[str, tuple] | None = None):
     """IPR against t per unit, one panel per data set, log t axis (t > 0 only).
 
     ``time_unit`` ("steps" or "samples") labels the axis t = steps/D or samples/D.
 
     ``iprs[name]``: (E, U) for U units (all seeds); ``detect[name]``: (U,) long-range detector
-    mask, drawn in colour (others grey). Baseline 3/(D+2) dashed.
+    mask, drawn in colour (others grey); ``seeds[name]``: (U,) seed index of each unit: the
+    detectors of each seed get their own colour and legend entry, so every seed is visible.
+    Baseline 3/(D+2) dashed, ``threshold`` dotted. ``reference[name] = (lo, hi, label)``
+    shades a band (lo < hi) or draws a line (lo == hi) for the paper's value, labelled.
     """
-    from ..plotting import PALETTE, figure
+    import matplotlib as mpl
+
+    from ..plotting import PALETTE, figure, log_axis
 
     names = list(iprs)
-    fig, ax = figure(1, len(names), sharey=True)
+    fig, ax = figure(1, len(names), sharey=True, width=3.6, height=2.8)
     pos = t > 0
     for i, name in enumerate(names):
         a = ax[0, i]
         y = iprs[name]
+        sd = None if seeds is None else np.asarray(seeds[name])
+        n_seeds = 1 if sd is None else int(sd.max()) + 1
+        cmap = mpl.colormaps["Blues" if series_colour(name) == PALETTE["clone"] else "Reds"]
+        labelled: set = set()
         for u in range(y.shape[1]):
             det = detect is not None and bool(detect[name][u])
-            a.plot(t[pos], y[pos, u], color=PALETTE.get(name, "C0") if det else "0.6",
-                   lw=1.0 if det else 0.7, alpha=0.9)
+            if det and sd is not None and n_seeds > 1:
+                colour = cmap(0.45 + 0.5 * sd[u] / max(n_seeds - 1, 1))
+                lab = f"seed {sd[u]}" if sd[u] not in labelled else None
+                labelled.add(sd[u])
+            else:
+                colour = series_colour(name, i) if det else "0.6"
+                lab = None
+            a.plot(t[pos], y[pos, u], color=colour, lw=1.0 if det else 0.6, alpha=0.9, label=lab,
+                   zorder=2 if det else 1)
         a.axhline(baseline, color=PALETTE["baseline"], ls="--", lw=0.8, label="3/(D+2)")
         if threshold is not None:
             a.axhline(threshold, color=PALETTE["baseline"], ls=":", lw=0.8, label="localised")
-        a.set_xscale("log")
+        if reference and name in reference:
+            # the paper's values are read at late times (t = 10^3 to 10^4): drawn over that range
+            lo, hi, lab = reference[name]
+            t_hi = float(t[pos].max())
+            t_lo = 1e3 if t_hi > 1e3 else float(t[pos].min())
+            if hi > lo:
+                a.fill_between([t_lo, t_hi], lo, hi, color="k", alpha=0.15, lw=0, label=lab)
+            else:
+                a.hlines(lo, t_lo, t_hi, color="k", ls="-.", lw=1.0, label=lab)
+        log_axis(a, "x")
         a.set_xlabel(f"time t = {time_unit}/D")
         a.set_title(name)
+        a.legend(loc="upper left", fontsize=6, framealpha=0.8)
         if i == 0:
             a.set_ylabel("IPR = sum w^4 / (sum w^2)^2")
-            a.legend(loc="upper left")
     return fig
 
 
@@ -387,15 +570,15 @@ def plot_accuracy(t: np.ndarray, acc: dict[str, np.ndarray], time_unit: str = "s
     """Test accuracy against t (log axis, t > 0), one line per data set (mean over seeds).
 
     ``time_unit`` ("steps" or "samples") labels the axis t = steps/D or samples/D."""
-    from ..plotting import PALETTE, figure
+    from ..plotting import PALETTE, figure, log_axis
 
     fig, ax = figure(1, 1)
     a = ax[0, 0]
     pos = t > 0
-    for name, y in acc.items():
-        a.plot(t[pos], np.asarray(y)[pos], color=PALETTE.get(name, None), label=name)
+    for i, (name, y) in enumerate(acc.items()):
+        a.plot(t[pos], np.asarray(y)[pos], color=series_colour(name, i), label=name)
     a.axhline(0.5, color=PALETTE["baseline"], ls="--", lw=0.8, label="chance")
-    a.set_xscale("log")
+    log_axis(a, "x")
     a.set_xlabel(f"time t = {time_unit}/D")
     a.set_ylabel("test accuracy")
     a.legend()

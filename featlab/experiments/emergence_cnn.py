@@ -59,16 +59,21 @@ class EmergenceCNNConfig(ExperimentConfig):
     ipr_factor: float = F(3.0, "an FC long-range detector counts as localised iff IPR > ipr_factor * 3/(D+2)", gt=0)
 
     def check(self) -> None:
+        super().check()
         if self.data.dim != 1:
             raise ConfigError("data.dim", "emergence-cnn compares 1D profiles: allowed 1", self.data.dim)
         if self.cnn.k % 2 == 0 or self.cnn.k > self.data.L:
             raise ConfigError("cnn.k", f"odd and <= data.L = {self.data.L}", self.cnn.k)
+        self.data.check_realisable()
 
 
 def paper() -> EmergenceCNNConfig:
-    """1D ring L = 100, xi = (2, 10) (the cover figure's range, 1D), t = 10^4 [paper?: the paper's CNN setting is unknown]."""
+    """1D ring L = 100 with the cover recipe's task (xi = (1, 3) px, g = 10, periodic, jitter 1e-3;
+    spec §7), FC committee as in ``emergence``, t = 10^4, 4 FC seeds [paper?: the paper's CNN
+    setting is unknown; the CNN fields are the reference class defaults]."""
     base = EmergenceCNNConfig()
-    return dataclasses.replace(base, data=dataclasses.replace(base.data, L=100, dim=1), n_seeds=4)
+    return dataclasses.replace(base, data=dataclasses.replace(base.data, L=100, dim=1, xi=(1.0, 3.0), gain=10.0),
+                               n_seeds=4)
 
 
 def tiny() -> EmergenceCNNConfig:

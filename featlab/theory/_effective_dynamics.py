@@ -80,13 +80,18 @@ def _ipr(w: torch.Tensor) -> torch.Tensor:
 
 
 def _snapshot_steps(n_steps: int, n_snapshots: int, spacing: str) -> list[int]:
+    """Step 0, then up to n_snapshots - 1 log- or linearly spaced steps in [1, n_steps], always
+    ending at n_steps (np.geomspace(1, n, 1) alone gives [1])."""
     if spacing == "log":
         s = np.unique(np.round(np.geomspace(1, n_steps, max(n_snapshots - 1, 1))).astype(int))
     elif spacing == "linear":
         s = np.unique(np.round(np.linspace(1, n_steps, max(n_snapshots - 1, 1))).astype(int))
     else:
         raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
-    return [0] + [int(x) for x in s if x > 0]
+    out = [0] + [int(x) for x in s if x > 0]
+    if out[-1] != n_steps:    # a single spaced step (n_snapshots = 2) is the start point 1
+        out[-1] = n_steps
+    return out
 
 
 def effective_dynamics(

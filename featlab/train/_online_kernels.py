@@ -159,18 +159,29 @@ class _ArrayKernel:
         self.count = 0
         return out
 
-    def outputs(self, x):
-        """s for test inputs x: (S, N, D) -> (S, N), in chunks of 4096 rows."""
-        outs = []
+    def outputs(self, x, index=None):
+        """s for test inputs, (S, N), in chunks of 4096 rows.
+
+        ``x``: (U, N, D) test sets; run s reads ``x[index[s]]`` (``index`` None: U = S and run s
+        reads ``x[s]``). Runs sharing a test set (the seeds of one task) are evaluated together
+        against one copy of it.
+        """
+        S, N = self.S, x.shape[1]
+        index = np.arange(S) if index is None else np.asarray(index)
         Wt = self.W.transpose(0, 2, 1) if self.xp is np else self.W.transpose(1, 2)
-        for i in range(0, x.shape[1], 4096):
-            h = self.xp.matmul(x[:, i:i + 4096], Wt) * self.a + self.b[:, None, :]  # (S, n, K)
-            outs.append((self._sigma(h) * self.v[:, None, :]).sum(-1) / self.norm)
-        return np.concatenate([_to_np(o) for o in outs], axis=1)
+        out = np.empty((S, N))
+        for u in np.unique(index):
+            runs = np.nonzero(index == u)[0]
+            sel = runs if self.xp is np else torch.as_tensor(runs, device=self.W.device)
+            Wu, bu, vu = Wt[sel], self.b[sel][:, None, :], self.v[sel][:, None, :]
+            for i in range(0, N, 4096):
+                h = self.xp.matmul(x[u, i:i + 4096][None], Wu) * self.a + bu                # (R, n, K)
+                out[runs, i:i + 4096] = _to_np((self._sigma(h) * vu).sum(-1) / self.norm)
+        return out
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        return {"W": _to_np(self.W).astype(np.float32), "b": _to_np(self.b).astype(np.float32),
-                "v": _to_np(self.v).astype(np.float32)}
+        """Copies of W, b, v in the training dtype (float64 runs keep float64 snapshots)."""
+        return {"W": np.array(_to_np(self.W)), "b": np.array(_to_np(self.b)), "v": np.array(_to_np(self.v))}
 
 
 def _to_np(a) -> np.ndarray:
@@ -212,13 +223,15 @@ class _AutogradKernel:
         return out
 
     @torch.no_grad()
-    def outputs(self, x):
-        return np.stack([_to_np(torch.cat([m(x[s, i:i + 4096]) for i in range(0, x.shape[1], 4096)]))
-                         for s, m in enumerate(self.models)])
+    def outputs(self, x, index=None):
+        """(S, N) outputs; run s reads ``x[index[s]]`` (``index`` None: ``x[s]``)."""
+        index = range(len(self.models)) if index is None else index
+        return np.stack([_to_np(torch.cat([m(x[u, i:i + 4096]) for i in range(0, x.shape[1], 4096)]))
+                         for u, m in zip(index, self.models)])
 
     def snapshot(self):
         out = {}
         for n in dict(self.models[0].named_parameters()) | dict(self.models[0].named_buffers()):
-            out[self.rename.get(n, n)] = np.stack([_to_np(dict(m.state_dict())[n]).astype(np.float32)
+            out[self.rename.get(n, n)] = np.stack([np.array(_to_np(dict(m.state_dict())[n]))  # training dtype
                                                    for m in self.models])
         return out
