@@ -38,7 +38,8 @@ def list_cmd(fields_of: str | None) -> None:
         exp = get(fields_of)
         for row in describe(exp.preset()):
             allowed = f"  [{row['allowed']}]" if row["allowed"] else ""
-            quirk = f"  (reference quirk: {row['quirk']})" if row["quirk"] is not None else ""
+            kind = "reference quirk" if row["tag"] == "[code]" else "non-default choice, recorded"
+            quirk = f"  ({kind}: {row['quirk']})" if row["quirk"] is not None else ""
             click.echo(f"{row['path']} = {row['value']!r}  <{row['type']}>{allowed}{quirk}")
             if row["doc"]:
                 click.echo(f"    {row['doc']} {row['tag']}")
