@@ -2,7 +2,8 @@
 
 Order of events (see :mod:`featlab.runs.rundir` for the layout):
 
-1. Validate the config and resolve the device. A bad value raises
+1. Validate the config (and let the experiment's ``resolve`` fill in file hashes), resolve the
+   device. A bad value raises
    :class:`~featlab.config.ConfigError` *before anything is written*.
 2. ``OUT/<experiment>/<hash12>/``: if it is ``DONE`` and ``force`` is off, skip it. Any other
    existing directory (killed, crashed, diverged, or forced) is cleared and redone.
@@ -108,6 +109,8 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
     if not isinstance(cfg, exp.config):
         raise TypeError(f"{exp.name} expects a {exp.config.__name__}, got {type(cfg).__name__}")
     validate(cfg)
+    if exp.resolve is not None:  # e.g. hash the files the config names (part of the run hash)
+        cfg = validate(exp.resolve(cfg))
     device = resolve_device(cfg.device)
 
     rundir = RunDir(run_path(out, exp.name, cfg))

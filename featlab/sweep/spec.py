@@ -162,6 +162,8 @@ def expand(spec: SweepSpec) -> list[Any]:
                 if seed is not None:
                     cfg = apply_overrides(cfg, {"seed": seed})
                 validate(cfg)
+                if exp.resolve is not None:  # file hashes belong in the run hash
+                    cfg = validate(exp.resolve(cfg))
                 if cfg not in seen:
                     seen.add(cfg)
                     out.append(cfg)

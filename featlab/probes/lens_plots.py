@@ -1,0 +1,161 @@
+"""Figures of the lenses (:mod:`featlab.probes.lenses`): one checkpoint, and lenses against step.
+
+Every function takes the plain dicts that :meth:`LensSuite.measure` returns (or the series
+built from them) and returns a ``matplotlib.figure.Figure``; each draws the baselines of its
+numbers (init net, shuffled net, iid levels) next to them. Captions are written by the caller,
+which knows which checkpoint and which init was used.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..plotting import PALETTE, figure
+
+__all__ = ["plot_rf_filters", "plot_rf_ipr", "plot_rho_bars", "plot_dgr", "plot_spectra", "plot_vs_step"]
+
+_TRAINED, _INIT, _SHUF = "#c0392b", PALETTE["baseline"], "#2471a3"
+
+
+def _nan(v):
+    return np.nan if v is None else float(v)
+
+
+def _log_y(a) -> None:
+    """Log y axis with majors at 1, 2, 5 × 10^k labelled plainly and unlabelled minors (no
+    colliding minor-tick labels on short ranges)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    a.set_yscale("log")
+    a.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_rf_filters(weights: np.ndarray, title: str):
+    """Filters (k, c_in, kh, kw) — or linear rows reshaped to images — averaged over input
+    channels, on one symmetric colour scale with a colour bar."""
+    W = np.asarray(weights, dtype=float)
+    img = W.mean(1) if W.ndim == 4 else W  # (k, kh, kw)
+    k = img.shape[0]
+    cols = min(8, k)
+    rows = int(np.ceil(k / cols))
+    fig, ax = figure(rows, cols, width=0.95, height=1.1)
+    v = float(np.abs(img).max()) or 1.0
+    im = None
+    for i in range(rows * cols):
+        a = ax[i // cols, i % cols]
+        a.set_xticks([])
+        a.set_yticks([])
+        if i < k:
+            im = a.imshow(img[i], cmap="RdBu_r", vmin=-v, vmax=v)
+            a.set_title(str(i), fontsize=6)
+        else:
+            a.axis("off")
+    fig.colorbar(im, ax=ax, shrink=0.9, label="weight")
+    fig.suptitle(title + " (mean over input channels)", fontsize=8)
+    return fig
+
+
+def plot_rf_ipr(rf: dict):
+    """IPR of each filter (sorted), trained and init, with 3/(D+2) and the localisation threshold."""
+    fig, ax = figure(1, 1, width=3.6, height=2.6)
+    a = ax[0, 0]
+    v = np.sort(np.array([_nan(x) for x in rf["ipr"]]))[::-1]
+    a.plot(np.arange(1, len(v) + 1), v, "o-", ms=2.5, color=_TRAINED, label="trained")
+    if rf.get("init"):
+        v0 = np.sort(np.array([_nan(x) for x in rf["init"]["ipr"]]))[::-1]
+        a.plot(np.arange(1, len(v0) + 1), v0, "s--", ms=2, color=_INIT, label="init")
+    a.axhline(rf["baseline"], color="k", ls=":", label=f"iid Gaussian 3/(D+2), D={rf['D']}")
+    if rf.get("threshold") is not None:
+        a.axhline(rf["threshold"], color="k", ls="-.", lw=0.8, label="localisation threshold")
+    _log_y(a)
+    a.set_xlabel(f"filter of {rf['layer']} (sorted by IPR)")
+    a.set_ylabel("IPR (high = localised)")
+    a.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    return fig
+
+
+def plot_rho_bars(rows: dict[str, dict], keys: list[tuple[str, str, str]], ylabel: str):
+    """One group of bars per layer: the measured ρ and its baselines (``keys`` = (key, label, colour))."""
+    names = list(rows)
+    fig, ax = figure(1, 1, width=max(3.4, 0.45 * len(names) + 1.8), height=2.8)
+    a = ax[0, 0]
+    x = np.arange(len(names))
+    w = 0.8 / len(keys)
+    for i, (k, label, col) in enumerate(keys):
+        a.bar(x + (i - (len(keys) - 1) / 2) * w, [_nan(rows[n].get(k)) for n in names], w, label=label, color=col)
+    a.set_xticks(x, names, rotation=60 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center",
+                 fontsize=6 if len(names) > 8 else 8)
+    a.set_ylabel(ylabel)
+    a.axhline(0, color="k", lw=0.5)
+    a.set_ylim(min(-0.05, np.nanmin([_nan(rows[n].get(k)) for n in names for k, *_ in keys] + [0.0])), 1.05)
+    a.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=6, frameon=False)
+    return fig
+
+
+def plot_dgr(dgr: dict):
+    """D, G, R after each probed layer and at the output: trained, shuffled channels, init."""
+    variants = [(k, st, c) for k, st, c in (("trained", "-", _TRAINED), ("shuffled", ":", _SHUF),
+                                            ("init", "--", _INIT)) if k in dgr]
+    names = list(dgr["trained"]["layers"]) + ["output"]
+    x = np.arange(len(names))
+    fig, ax = figure(1, 3, width=max(2.6, 0.22 * len(names) + 1.4), height=2.7)
+    for j, q in enumerate(("D", "G", "R")):
+        a = ax[0, j]
+        for k, st, c in variants:
+            d = dgr[k]
+            vals = [_nan(d["layers"][n][q]) for n in names[:-1]] + [_nan(d["output"][q])]
+            a.plot(x, vals, st, marker=".", color=c, label=k)
+        _log_y(a)
+        a.set_xticks(x, names, rotation=70, ha="right", fontsize=5 if len(names) > 10 else 7)
+        a.set_ylabel(f"{q}_k" if q != "R" else "R_k = D_k / G_k")
+        if q == "R":
+            a.axhline(1.0, color="k", lw=0.5, ls=":")
+    ax[0, 0].legend(fontsize=6)
+    return fig
+
+
+def plot_spectra(spec: dict[str, dict], max_layers: int = 8):
+    """Normalised γ_λ per conv layer, trained (solid) against init (dashed), 1/F² dotted at λ = 0."""
+    names = list(spec)[:max_layers]
+    cols = min(4, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, ax = figure(rows, cols, width=2.2, height=2.0)
+    for i, n in enumerate(names):
+        a = ax[i // cols, i % cols]
+        v = spec[n]
+        a.plot(v["eigenvalues"], v["gamma"], "o-", ms=3, color=_TRAINED, label="trained")
+        if v.get("gamma_init") is not None:
+            a.plot(v["eigenvalues"], v["gamma_init"], "s--", ms=2, color=_INIT, label="init")
+        if v.get("iid_gamma0") is not None:
+            a.axhline(v["iid_gamma0"], color="k", ls=":", lw=0.8, label="iid 1/F²")
+        a.set_title(n, fontsize=7)
+        a.set_xlabel("Laplacian eigenvalue λ")
+        a.set_ylabel("γ_λ")
+    for i in range(len(names), rows * cols):
+        ax[i // cols, i % cols].axis("off")
+    ax[0, 0].legend(fontsize=6)
+    return fig
+
+
+def plot_vs_step(steps: list, curves: dict[str, list], baselines: dict[str, list | float] | None = None,
+                 *, xlabel: str = "step", ylabel: str = "", log: bool = False):
+    """Each curve (one value per checkpoint) against the checkpoint's step; baselines dashed
+    (a list per checkpoint, or a constant drawn as a horizontal line)."""
+    fig, ax = figure(1, 1, width=3.8, height=2.7)
+    a = ax[0, 0]
+    order = np.argsort(np.asarray(steps, dtype=float), kind="stable")
+    xs = np.asarray(steps, dtype=float)[order]
+    for i, (label, ys) in enumerate(curves.items()):
+        a.plot(xs, np.array([_nan(v) for v in ys])[order], "o-", ms=3, label=label, color=f"C{i % 10}")
+    for i, (label, b) in enumerate((baselines or {}).items()):
+        if isinstance(b, (list, tuple, np.ndarray)):
+            a.plot(xs, np.array([_nan(v) for v in b])[order], "--", lw=1, label=label, color=f"C{i % 10}", alpha=0.7)
+        elif b is not None:
+            a.axhline(float(b), ls=":", color="k" if i == 0 else f"C{i % 10}", lw=0.9, label=label)
+    if log:
+        _log_y(a)
+    a.set_xlabel(xlabel)
+    a.set_ylabel(ylabel)
+    a.legend(fontsize=6, ncol=1 if len(curves) + len(baselines or {}) < 6 else 2)
+    return fig
