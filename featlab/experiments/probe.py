@@ -45,7 +45,7 @@ from .registry import Claim, Experiment, register
 __all__ = ["ProbeConfig", "ModelConfig", "DataConfig", "resolve", "run", "tiny", "default"]
 
 NAME = "probe"
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "npz")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "tensor")
 _SHAPES = {"digits": (1, 8, 8, 10), "mnist": (1, 28, 28, 10), "fashion_mnist": (1, 28, 28, 10),
            "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
 
@@ -76,7 +76,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = F("digits", "probe images: a built-in set (digits ships with scikit-learn; the others are "
-                     "local archives under root), or npz (root = the .npz file)", choices=DATASETS)
+                     "local archives under root), npz (root = the .npz file), or tensor (inputs handed over in "
+                     "Python: featlab.probes.Tracker only)", choices=DATASETS)
     root: str | None = F(None, "folder holding the archive, or the .npz file; None: $FEATLAB_DATA")
     split: str = F("test", "which split the probe images come from (npz: the whole file)", choices=("test", "train"))
     n_images: int = F(256, "probe images (a seeded random subset)", ge=2, cost="time and memory ∝ n_images")
@@ -128,10 +129,14 @@ class ProbeConfig(ExperimentConfig):
         if len(d.mean) != len(d.std):
             raise ConfigError("data.std", f"needs one value per entry of data.mean ({len(d.mean)})", d.std)
         root = d.root if d.root is not None else os.environ.get("FEATLAB_DATA")
-        if d.dataset == "npz":
+        if d.dataset == "tensor":
+            if not src.startswith("live:"):
+                raise ConfigError("data.dataset", "tensor inputs come from featlab.probes.Tracker; choose "
+                                  "digits, mnist, fashion_mnist, cifar10, cifar100 or npz")
+        elif d.dataset == "npz":
             if not root or not os.path.isfile(os.path.expanduser(root)):
                 raise ConfigError("data.root", "dataset=npz needs the path of an existing .npz file", d.root)
-        elif d.dataset != "digits" and not src.startswith("live:"):
+        elif d.dataset != "digits":
             if not root or not os.path.isdir(os.path.expanduser(root)):
                 raise ConfigError("data.root", f"dataset={d.dataset} needs an existing folder holding the archive "
                                   "(or $FEATLAB_DATA); nothing is downloaded", d.root)
@@ -159,8 +164,8 @@ def _wrap(field: str, fn, *a, **kw):
         raise ConfigError(field, str(e)) from None
 
 
-def _data_shape(d: DataConfig) -> tuple[int, int, int, int | None]:
-    """(C, H, W, number of classes or None) of the probe images, without loading an archive."""
+def _data_shape(d: DataConfig) -> tuple[tuple[int, ...], int | None]:
+    """(shape of one probe input, number of classes or None), without loading an archive."""
     if d.dataset == "npz":
         from ..data.npz import load_npz
 
@@ -169,24 +174,26 @@ def _data_shape(d: DataConfig) -> tuple[int, int, int, int | None]:
                             x_key=d.x_key, y_key=d.y_key)
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError("data.root", str(e)) from None
-        C, H, W = (tuple(X.shape[1:]) + (1, 1))[:3] if X.ndim == 4 else (1, 1, int(X.shape[1]))
-        return C, H, W, (int(y.max()) + 1 if y is not None else None)
+        shape = tuple(X.shape[1:])
+        if d.input_size and len(shape) == 3:
+            shape = (shape[0], d.input_size, d.input_size)
+        return shape, (int(y.max()) + 1 if y is not None else None)
     C, H, W, k = _SHAPES[d.dataset]
     if d.input_size:
         H = W = d.input_size
-    return C, H, W, k
+    return (C, H, W), k
 
 
-def model_kwargs(cfg: ProbeConfig, shape: tuple[int, int, int, int | None]) -> dict:
+def model_kwargs(cfg: ProbeConfig, shape: tuple[tuple[int, ...], int | None]) -> dict:
     """The factory's keyword arguments: ``model.kwargs``, plus data-derived defaults for the zoo."""
     from ..models.source import parse_kwargs, parse_source
 
     kw = parse_kwargs(cfg.model.kwargs)
-    if parse_source(cfg.model.source).kind == "zoo":
-        C, H, _, k = shape
-        kw.setdefault("in_channels", C)
+    (in_shape, k) = shape
+    if parse_source(cfg.model.source).kind == "zoo" and len(in_shape) == 3:
+        kw.setdefault("in_channels", in_shape[0])
         kw.setdefault("num_classes", k or 10)
-        kw.setdefault("input_size", H)
+        kw.setdefault("input_size", in_shape[1])
     return kw
 
 
@@ -197,6 +204,28 @@ def _load_into(model, ck, strict: bool, field: str) -> None:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         msg = "; ".join(lines[:3])[:300]
         raise ConfigError(field, f"{ck.path!r} does not fit the model: {msg}") from None
+
+
+def _check_forward(model, cfg: ProbeConfig, in_shape: tuple[int, ...]) -> None:
+    """One forward pass of two zero inputs of the probe shape: the model must accept them and
+    return a tensor (or one selected by ``model.output``)."""
+    from ..probes.adapt import select_output
+    from ..probes.hooks import eval_mode
+
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    x = torch.zeros((2,) + tuple(in_shape), dtype=dtype)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            out = model(x)
+    except Exception as e:  # noqa: BLE001 - the user's model: one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ConfigError("model.source", f"the model fails on inputs of shape {tuple(x.shape)} "
+                          f"({type(e).__name__}: {first}); check data.input_size and the factory's "
+                          "arguments") from None
+    try:
+        select_output(out, cfg.model.output)
+    except ValueError as e:
+        raise ConfigError("model.output", str(e)) from None
 
 
 def resolve(cfg: ProbeConfig) -> ProbeConfig:
@@ -225,12 +254,14 @@ def resolve(cfg: ProbeConfig) -> ProbeConfig:
     if m.source_sha256 and src_sha and m.source_sha256 != src_sha:
         raise ConfigError("model.source_sha256", "the factory file changed since its hash was recorded")
     factory = _wrap("model.source", load_factory, src)
-    kw = model_kwargs(cfg, _data_shape(cfg.data))
+    shape = _data_shape(cfg.data)
+    kw = model_kwargs(cfg, shape)
     model = _wrap("model.source", build_model, src, kw, seed=0, factory=factory)
     for p in paths + ([os.path.expanduser(m.init_weights)] if m.init_weights else []):
         field = "model.weights" if p in paths else "model.init_weights"
         ck = _wrap(field, read_checkpoint, p, key=m.weights_key, prefix=m.weights_prefix)
         _load_into(model, ck, m.strict, field)
+    _check_forward(model, cfg, shape[0])
     return replace(cfg, model=replace(m, weights=tuple(paths), weights_sha256=tuple(shas), init_sha256=init_sha,
                                       source_sha256=src_sha))
 
@@ -417,12 +448,19 @@ def run(cfg: ProbeConfig, ctx) -> dict:
             bar.update(1)
     steps, xlabel = _axis(meta)
     ctx.save_arrays(steps=np.asarray(steps, dtype=float))
-    last = results[-1]
     what = f"{m.source}" + (f", checkpoint {Path(meta[-1]['file']).name}" if meta[-1]["file"] else " (as built)")
-    _figures(ctx, cfg, last, results, steps, xlabel, what, init_kind, suite)
-    s = {"model": m.source, "data": data_name, "n_images": int(X.shape[0]), "n_checkpoints": len(results),
-         "steps": steps, "step_axis": xlabel, "init_kind": init_kind, "lenses": plan.lenses,
-         "skipped": plan.skipped, "sketched": suite.sketched, "n_outputs": suite.n_outputs,
+    write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite)
+    return summarise(cfg, suite, results, steps, xlabel, data_name, init_kind)
+
+
+def summarise(cfg: ProbeConfig, suite, results: list[dict], steps: list, xlabel: str, data_name: str,
+              init_kind: str) -> dict:
+    """summary.json of a probe run: headline numbers of the last checkpoint, per-layer tables,
+    and (several checkpoints) the headline series against ``steps``."""
+    plan, last = suite.plan, results[-1]
+    s = {"model": cfg.model.source, "data": data_name, "n_images": int(suite.X.shape[0]),
+         "n_checkpoints": len(results), "steps": list(steps), "step_axis": xlabel, "init_kind": init_kind,
+         "lenses": plan.lenses, "skipped": plan.skipped, "sketched": suite.sketched, "n_outputs": suite.n_outputs,
          "dgr_layer_source": plan.dgr_source if "dgr" in plan.lenses else None, **headline(last)}
     for lens in ("nfa", "cnfa"):
         if lens in last:
@@ -443,15 +481,17 @@ def run(cfg: ProbeConfig, ctx) -> dict:
 
 
 # ---------------------------------------------------------------------------------- figures
-def _figures(ctx, cfg, last, results, steps, xlabel, what, init_kind, suite) -> None:
+def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> None:
+    """Every lens's figure of the last result and, with several results, each lens against step."""
     from ..probes import lens_plots as lp
 
+    last = results[-1]
     init_txt = {"true": "the true init", "fresh": "an independent fresh init from the factory (seeded)",
                 "none": "no init (none available)"}[init_kind]
     sk = " AGOPs over a Gaussian sketch of the outputs (approximate)." if suite.sketched else ""
     if "rf" in last:
         rf = last["rf"]
-        ctx.save_figure(lp.plot_rf_filters(rf["weights"], f"{rf['layer']}: {what}"), "rf_filters",
+        ctx.save_figure(lp.plot_rf_filters(rf["weights"], f"first layer {rf['layer']}"), "rf_filters",
                         f"First-layer filters of {rf['layer']} ({what}), mean over input channels, shared colour "
                         f"scale; first {len(rf['weights'])} of {rf['n_filters']} filters.")
         ctx.save_figure(lp.plot_rf_ipr(rf), "rf_ipr",
@@ -487,37 +527,45 @@ def _figures(ctx, cfg, last, results, steps, xlabel, what, init_kind, suite) -> 
     heads = [headline(r) for r in results]
     col = lambda k: [h.get(k) for h in heads]  # noqa: E731
     b0 = heads[0]
-    ctx.save_figure(lp.plot_vs_step(steps, {"accuracy": col("accuracy")}, xlabel=xlabel, ylabel="probe accuracy"),
-                    "accuracy_vs_step", f"Accuracy on the probe images at each checkpoint (against {xlabel}).")
+    panels, parts = [], []
+    if any(v is not None for v in col("accuracy")):
+        panels.append({"title": "accuracy", "curves": {"probe accuracy": col("accuracy")}, "ylabel": "accuracy"})
+        parts.append("accuracy on the probe images")
     if "rf" in last:
-        ctx.save_figure(lp.plot_vs_step(steps, {"mean IPR": col("rf_ipr_mean")},
-                                        {"3/(D+2)": b0["rf_ipr_baseline"], "init": b0.get("rf_ipr_mean_init")},
-                                        xlabel=xlabel, ylabel="mean IPR of first-layer filters", log=True),
-                        "rf_vs_step", f"Mean IPR of the filters of {last['rf']['layer']} per checkpoint, against "
-                                      f"3/(D+2) and {init_txt}.")
+        panels.append({"title": f"receptive fields ({last['rf']['layer']})", "curves": {"mean IPR": col("rf_ipr_mean")},
+                       "baselines": {"3/(D+2)": b0["rf_ipr_baseline"], "init": b0.get("rf_ipr_mean_init")},
+                       "ylabel": "mean IPR of the filters", "log": True})
+        parts.append("mean first-layer IPR against 3/(D+2) and the init")
     for lens, key in (("nfa", "rho"), ("cnfa", "rho_trained")):
         if last.get(lens):
-            curves = {layer: [r[lens][layer][key] for r in results] for layer in last[lens]}
-            base = {"untrained (mean over layers)": b0.get(f"{lens}_rho_untrained_mean"),
-                    "init ρ(W₀ᵀW₀, WᵀW) (mean)": col(f"{lens}_rho_init_trained_mean")}
-            ctx.save_figure(lp.plot_vs_step(steps, curves, base, xlabel=xlabel, ylabel=f"{lens.upper()} ρ"),
-                            f"{lens}_vs_step", f"{lens.upper()} ρ per layer against {xlabel}; dashed: ρ between the "
-                                               f"init and each checkpoint's weights; dotted: the untrained net. "
-                                               f"init = {init_txt}.{sk}")
+            names = list(last[lens])
+            if len(names) > 8:
+                names = [names[int(round(i))] for i in np.linspace(0, len(names) - 1, 8)]
+            panels.append({"title": lens.upper(), "curves": {n: [r[lens][n][key] for r in results] for n in names},
+                           "baselines": {"untrained (mean)": b0.get(f"{lens}_rho_untrained_mean"),
+                                         "init vs weights (mean)": col(f"{lens}_rho_init_trained_mean")},
+                           "ylabel": f"ρ ({getattr(cfg, lens).metric})"})
+            parts.append(f"{lens.upper()} ρ per layer (up to 8) against the untrained net (dotted) and ρ between "
+                         "the init's and each checkpoint's weight Gram matrices (dashed)")
     if "dgr" in last:
-        ctx.save_figure(lp.plot_vs_step(steps, {"R_f trained": col("R_f"), "R_f shuffled": col("R_f_shuffled")},
-                                        {"R_f init": b0.get("R_f_init"), "R = 1": 1.0},
-                                        xlabel=xlabel, ylabel="R_f = D_f / G_f (output)", log=True),
-                        "dgr_vs_step", f"R_f of the output per checkpoint, with shuffled input channels, against "
-                                       f"{init_txt}.")
+        panels.append({"title": "D/G/R (output)", "curves": {"R_f": col("R_f"), "R_f shuffled": col("R_f_shuffled")},
+                       "baselines": {"R_f init": b0.get("R_f_init"), "R = 1": 1.0},
+                       "ylabel": "R_f = D_f / G_f", "log": True})
+        parts.append("R_f of the output, trained and with shuffled channels, against the init")
     if last.get("spectrum"):
-        names = list(last["spectrum"])[:8]
-        curves = {n: [r["spectrum"][n]["gamma0"] for r in results] for n in names}
-        ctx.save_figure(lp.plot_vs_step(steps, curves, {"iid 1/F²": last["spectrum"][names[0]]["iid_gamma0"],
-                                                        f"init {names[0]}": b0.get("spectrum_gamma0_first_init")},
-                                        xlabel=xlabel, ylabel="γ at λ = 0 (normalised)"),
-                        "spectrum_vs_step", f"Weight of the λ = 0 (constant) Laplacian mode per conv layer against "
-                                            f"{xlabel}; dotted: iid kernels and {init_txt} (first layer).")
+        names = list(last["spectrum"])
+        if len(names) > 6:
+            names = [names[int(round(i))] for i in np.linspace(0, len(names) - 1, 6)]
+        panels.append({"title": "filter spectra", "curves": {n: [r["spectrum"][n]["gamma0"] for r in results]
+                                                              for n in names},
+                       "baselines": {"iid 1/F²": last["spectrum"][names[0]]["iid_gamma0"],
+                                     f"init {names[0]}": b0.get("spectrum_gamma0_first_init")},
+                       "ylabel": "γ at λ = 0 (normalised)"})
+        parts.append("the weight of the constant (λ = 0) Laplacian mode per conv layer against iid kernels and "
+                     "the init's first layer")
+    ctx.save_figure(lp.plot_lenses_vs_step(steps, panels, xlabel=xlabel), "lenses_vs_step",
+                    f"Every lens against the checkpoint's {xlabel} ({len(results)} checkpoints): " + "; ".join(parts)
+                    + f". init = {init_txt}.{sk}")
 
 
 # ---------------------------------------------------------------------------------- claims

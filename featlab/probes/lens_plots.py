@@ -11,7 +11,8 @@ import numpy as np
 
 from ..plotting import PALETTE, figure
 
-__all__ = ["plot_rf_filters", "plot_rf_ipr", "plot_rho_bars", "plot_dgr", "plot_spectra", "plot_vs_step"]
+__all__ = ["plot_rf_filters", "plot_rf_ipr", "plot_rho_bars", "plot_dgr", "plot_spectra", "plot_vs_step",
+           "plot_lenses_vs_step"]
 
 _TRAINED, _INIT, _SHUF = "#c0392b", PALETTE["baseline"], "#2471a3"
 
@@ -25,6 +26,9 @@ def _log_y(a) -> None:
     colliding minor-tick labels on short ranges)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    lo, hi = a.dataLim.intervaly
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo > 20):
+        return  # less than ~1.3 decades: a linear axis shows the numbers better
     a.set_yscale("log")
     a.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     a.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
@@ -32,27 +36,29 @@ def _log_y(a) -> None:
 
 
 def plot_rf_filters(weights: np.ndarray, title: str):
-    """Filters (k, c_in, kh, kw) — or linear rows reshaped to images — averaged over input
-    channels, on one symmetric colour scale with a colour bar."""
+    """Filters (k, c_in, kh, kw) — or linear rows already reshaped to (k, h, w) — averaged over
+    input channels, tiled into one image on a symmetric colour scale with a colour bar."""
     W = np.asarray(weights, dtype=float)
     img = W.mean(1) if W.ndim == 4 else W  # (k, kh, kw)
-    k = img.shape[0]
+    k, h, w = img.shape
     cols = min(8, k)
     rows = int(np.ceil(k / cols))
-    fig, ax = figure(rows, cols, width=0.95, height=1.1)
-    v = float(np.abs(img).max()) or 1.0
-    im = None
-    for i in range(rows * cols):
-        a = ax[i // cols, i % cols]
-        a.set_xticks([])
-        a.set_yticks([])
-        if i < k:
-            im = a.imshow(img[i], cmap="RdBu_r", vmin=-v, vmax=v)
-            a.set_title(str(i), fontsize=6)
-        else:
-            a.axis("off")
-    fig.colorbar(im, ax=ax, shrink=0.9, label="weight")
-    fig.suptitle(title + " (mean over input channels)", fontsize=8)
+    tile = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)  # one-pixel NaN gaps
+    for i in range(k):
+        r, c = divmod(i, cols)
+        tile[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img[i]
+    v = float(np.nanmax(np.abs(tile))) or 1.0
+    fig, ax = figure(1, 1, width=max(3.2, min(7.0, 0.55 * cols + 1.4)), height=0.55 * rows + 1.0)
+    a = ax[0, 0]
+    im = a.imshow(tile, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    a.set_xticks([(w + 1) * c + (w - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=6)
+    a.set_yticks([(h + 1) * r + (h - 1) / 2 for r in range(rows)], [str(r * cols) for r in range(rows)], fontsize=6)
+    a.tick_params(length=0)
+    for sp in a.spines.values():
+        sp.set_visible(False)
+    a.set_xlabel("filter index (row start + column)", fontsize=7)
+    fig.colorbar(im, ax=a, shrink=0.9, label="weight")
+    a.set_title(title + "\n(mean over input channels)", fontsize=7)
     return fig
 
 
@@ -115,47 +121,68 @@ def plot_dgr(dgr: dict):
     return fig
 
 
-def plot_spectra(spec: dict[str, dict], max_layers: int = 8):
-    """Normalised γ_λ per conv layer, trained (solid) against init (dashed), 1/F² dotted at λ = 0."""
-    names = list(spec)[:max_layers]
-    cols = min(4, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    fig, ax = figure(rows, cols, width=2.2, height=2.0)
+def plot_spectra(spec: dict[str, dict], max_layers: int = 6):
+    """Normalised γ_λ of up to ``max_layers`` conv layers (evenly spread), trained (solid) against
+    init (dashed, same colour); 1/F² dotted (the λ = 0 weight of iid kernels)."""
+    names = list(spec)
+    if len(names) > max_layers:
+        names = [names[int(round(i))] for i in np.linspace(0, len(names) - 1, max_layers)]
+    fig, ax = figure(1, 1, width=3.8, height=2.8)
+    a = ax[0, 0]
     for i, n in enumerate(names):
-        a = ax[i // cols, i % cols]
         v = spec[n]
-        a.plot(v["eigenvalues"], v["gamma"], "o-", ms=3, color=_TRAINED, label="trained")
+        a.plot(v["eigenvalues"], v["gamma"], "o-", ms=3, color=f"C{i}", label=n)
         if v.get("gamma_init") is not None:
-            a.plot(v["eigenvalues"], v["gamma_init"], "s--", ms=2, color=_INIT, label="init")
-        if v.get("iid_gamma0") is not None:
-            a.axhline(v["iid_gamma0"], color="k", ls=":", lw=0.8, label="iid 1/F²")
-        a.set_title(n, fontsize=7)
-        a.set_xlabel("Laplacian eigenvalue λ")
-        a.set_ylabel("γ_λ")
-    for i in range(len(names), rows * cols):
+            a.plot(v["eigenvalues"], v["gamma_init"], "--", lw=0.9, color=f"C{i}", alpha=0.8)
+    iid = next((spec[n]["iid_gamma0"] for n in names if spec[n].get("iid_gamma0") is not None), None)
+    if iid is not None:
+        a.axhline(iid, color="k", ls=":", lw=0.8, label="iid 1/F² (λ = 0)")
+    a.plot([], [], "k--", lw=0.9, label="init (dashed)")
+    a.set_xlabel("Laplacian eigenvalue λ")
+    a.set_ylabel("γ_λ (normalised)")
+    a.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot_lenses_vs_step(steps: list, panels: list[dict], *, xlabel: str = "step"):
+    """One panel per lens: ``panels`` = [{"title", "curves", "baselines", "ylabel", "log"}], each
+    drawn as :func:`plot_vs_step` draws one; up to three panels per row."""
+    cols = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
+    fig, ax = figure(rows, cols, width=3.3, height=2.6)
+    for i, p in enumerate(panels):
+        _draw_vs_step(ax[i // cols, i % cols], steps, p["curves"], p.get("baselines"), xlabel=xlabel,
+                      ylabel=p.get("ylabel", ""), log=p.get("log", False))
+        ax[i // cols, i % cols].set_title(p["title"], fontsize=8)
+    for i in range(len(panels), rows * cols):
         ax[i // cols, i % cols].axis("off")
-    ax[0, 0].legend(fontsize=6)
     return fig
 
 
 def plot_vs_step(steps: list, curves: dict[str, list], baselines: dict[str, list | float] | None = None,
                  *, xlabel: str = "step", ylabel: str = "", log: bool = False):
-    """Each curve (one value per checkpoint) against the checkpoint's step; baselines dashed
-    (a list per checkpoint, or a constant drawn as a horizontal line)."""
+    """Each curve (one value per checkpoint, coloured C0, C1, ...) against the checkpoint's step;
+    baselines in black/grey/purple line styles (a list per checkpoint, or a constant drawn as a
+    horizontal line)."""
     fig, ax = figure(1, 1, width=3.8, height=2.7)
-    a = ax[0, 0]
+    _draw_vs_step(ax[0, 0], steps, curves, baselines, xlabel=xlabel, ylabel=ylabel, log=log)
+    return fig
+
+
+def _draw_vs_step(a, steps, curves, baselines, *, xlabel, ylabel, log) -> None:
     order = np.argsort(np.asarray(steps, dtype=float), kind="stable")
     xs = np.asarray(steps, dtype=float)[order]
     for i, (label, ys) in enumerate(curves.items()):
         a.plot(xs, np.array([_nan(v) for v in ys])[order], "o-", ms=3, label=label, color=f"C{i % 10}")
+    styles = [("k", ":"), ("0.45", "--"), ("#8e44ad", "-."), ("#16a085", ":")]
     for i, (label, b) in enumerate((baselines or {}).items()):
+        col, ls = styles[i % len(styles)]
         if isinstance(b, (list, tuple, np.ndarray)):
-            a.plot(xs, np.array([_nan(v) for v in b])[order], "--", lw=1, label=label, color=f"C{i % 10}", alpha=0.7)
+            a.plot(xs, np.array([_nan(v) for v in b])[order], ls=ls, lw=1.1, label=label, color=col)
         elif b is not None:
-            a.axhline(float(b), ls=":", color="k" if i == 0 else f"C{i % 10}", lw=0.9, label=label)
+            a.axhline(float(b), ls=ls, color=col, lw=1.0, label=label)
     if log:
         _log_y(a)
     a.set_xlabel(xlabel)
     a.set_ylabel(ylabel)
-    a.legend(fontsize=6, ncol=1 if len(curves) + len(baselines or {}) < 6 else 2)
-    return fig
+    a.legend(fontsize=5.5, ncol=1 if len(curves) + len(baselines or {}) < 6 else 2)

@@ -121,21 +121,7 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
     rundir.path.mkdir(parents=True)
 
     quirks = active_quirks(cfg)
-    meta = {
-        "experiment": exp.name,
-        "hash": rundir.path.name,
-        "config": to_dict(cfg),
-        "seed": cfg.seed,
-        "device": str(device),
-        "reference_quirks": quirks,
-        "featlab_version": _version(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "git_commit": _git_commit(),
-        "hostname": platform.node(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    atomic_write_json(rundir.config, meta)
+    atomic_write_json(rundir.config, run_meta(exp.name, cfg, rundir, device))
     log, handlers = _logger(rundir, quiet)
     ctx = RunContext(rundir, cfg, device, log, quirks)
     t0 = time.perf_counter()
@@ -169,6 +155,24 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
         for h in handlers:
             log.removeHandler(h)
             h.close()
+
+
+def run_meta(experiment: str, cfg: Any, rundir: RunDir, device: torch.device) -> dict:
+    """The content of ``config.json``: resolved config, versions, seed, device, quirks, commit."""
+    return {
+        "experiment": experiment,
+        "hash": rundir.path.name,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        "device": str(device),
+        "reference_quirks": active_quirks(cfg),
+        "featlab_version": _version(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": _git_commit(),
+        "hostname": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _version() -> str:
