@@ -168,7 +168,7 @@ def _suite_model():
 def test_each_lens_equals_its_library_call():
     model, init, X, y = _suite_model()
     gen = lambda s: make_generator(7, s)  # noqa: E731
-    suite = LensSuite(model, X, y=y, init=init, init_kind="true", batch_size=8, generator=gen)
+    suite = LensSuite(model, X, y=y, init=init, batch_size=8, generator=gen)
     r = suite.measure(model)
     # rf: IPR of the flattened first-layer filters
     W = model[0].weight.detach().double()
@@ -337,3 +337,77 @@ def test_npz_vectors_with_labels_and_refusals(tmp_path):
     assert "inputs are not images" in suite.plan.skipped["dgr"]
     r = suite.measure(mlp)
     assert set(r["nfa"]) == {"0", "2"} and r["accuracy"] is not None
+
+
+def test_tracker_in_a_ten_step_loop_leaves_training_untouched(tmp_path):
+    from featlab.data import load_digits
+    from featlab.probes import Tracker
+    from featlab.runs import RunDir
+
+    d = load_digits()
+    model = _cnn(seed=3)
+    init_sd = {k: v.clone() for k, v in model.state_dict().items()}
+    X, y = d.x_test[:16], d.y_test[:16]
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    tr = Tracker(model, X, y=y, every=5, out=tmp_path, name="loop", lenses=("rf", "cnfa", "dgr"),
+                 settings={"dgr.shuffle": False})
+    g = torch.Generator().manual_seed(0)
+    measured = []
+    for step in range(10):
+        i = torch.randint(0, len(d.y_train), (32,), generator=g)
+        loss = nn.functional.cross_entropy(model(d.x_train[i]), d.y_train[i])
+        opt.zero_grad()
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        rng = torch.get_rng_state()
+        h = tr.step(step)
+        assert torch.equal(rng, torch.get_rng_state())  # the global RNG is untouched
+        assert model.training and all(torch.equal(a, p.grad) for a, p in zip(grads, model.parameters()))
+        if h is not None:
+            measured.append(step)
+        opt.step()
+    s = tr.close(step=9)
+    assert measured == [0, 5] and s["steps"] == [0, 5, 9] and s["init_kind"] == "true"
+    rd = RunDir(tr.path)
+    assert rd.is_done() and rd.read_config()["config"]["model"]["source"] == "live:Sequential"
+    assert {r["step"] for r in rd.read_metrics()} == {0, 5, 9}
+    assert "lenses_vs_step" in {p.stem for p in rd.figure_paths()}
+    # the tracked CNFA is the library's, with the snapshot taken at construction as the init
+    init = _cnn()
+    init.load_state_dict(init_sd)
+    rows = {r.layer: r for r in cnfa(model, X, init_state=init)}
+    assert s["cnfa"]["2"]["rho_init_trained"] == pytest.approx(rows["2"].rho_init_trained, abs=1e-12)
+    assert s["cnfa"]["2"]["rho_trained"] == pytest.approx(rows["2"].rho_trained, abs=1e-12)
+    with pytest.raises(FileExistsError):
+        Tracker(model, X, out=tmp_path, name="loop", lenses=("rf", "cnfa", "dgr"), settings={"dgr.shuffle": False})
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        Tracker(model, X.numpy(), out=tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        with Tracker(model, X, out=tmp_path, name="crash", lenses=("rf",)) as t2:
+            t2.step(0)
+            raise RuntimeError("boom")
+    assert RunDir(t2.path).status() == "failed"
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        Tracker(model, X, out=tmp_path, name="inf", lenses=("rf",)).step(0)
+
+
+def test_sweep_over_models_and_checkpoints(tmp_path, factory):
+    from featlab.runs import RunDir
+    from featlab.sweep import expand, parse_spec, run_sweep
+
+    paths, _ = _checkpoints(tmp_path, n=2)
+    raw = {"experiment": "probe", "preset": "default",
+           "set": {"data.n_images": 8, "lenses": ["rf"], "threads": 1},
+           "zip": {"model.source": [f"{factory}:make_model", f"{factory}:make_model", "zoo:vanilla"],
+                   "model.weights": [[str(paths[0])], [str(paths[1])], []],
+                   "model.kwargs": [[], [], ["depth=2", "width=4"]]}}
+    spec = parse_spec(raw)
+    cfgs = expand(spec)
+    assert len({config_hash(c) for c in cfgs}) == 3
+    assert [c.model.weights_sha256 for c in cfgs[:2]] == [(hashlib.sha256(p.read_bytes()).hexdigest(),)
+                                                          for p in paths]
+    res = run_sweep(parse_spec({**raw, "zip": {k: v[1:] for k, v in raw["zip"].items()}}), tmp_path / "runs",
+                    workers=1)
+    assert res.ok and res.count("done") == 2
+    s = [RunDir(r.path).read_summary() for r in res.rows]
+    assert {x["model"] for x in s} == {f"{factory}:make_model", "zoo:vanilla"}

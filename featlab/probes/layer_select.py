@@ -24,7 +24,7 @@ import torch
 import torch.fx
 from torch import nn
 
-__all__ = ["call_counts", "auto_layers", "block_names", "fx_layer_map", "CONTAINERS"]
+__all__ = ["call_counts", "auto_layers", "block_names", "fx_layer_map", "feature_numel", "CONTAINERS"]
 
 CONTAINERS = (nn.Sequential, nn.ModuleList)
 _SKIP = (nn.Identity, nn.Flatten, nn.Dropout, nn.Dropout2d)
@@ -52,6 +52,22 @@ def call_counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
         for h in handles:
             h.remove()
     return counts
+
+
+def feature_numel(model: nn.Module, x: torch.Tensor, names: list[str], source: str = "modules") -> dict[str, int]:
+    """Elements per input of each named feature (module output, or fx node with ``source="fx"``),
+    from one no-grad forward pass of ``x`` (a batch of one is enough)."""
+    from .hooks import capture, eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        if source == "fx":
+            from .fx_nodes import fx_feature_extractor
+
+            _, feats = fx_feature_extractor(model, names, clone=False)(x)
+            return {n: int(feats[n][0].numel()) if isinstance(feats[n], torch.Tensor) else 0 for n in names}
+        with capture(model, names, clone=False) as cache:
+            model(x)
+    return {n: int(cache[n][0][0].numel()) if cache[n] else 0 for n in names}
 
 
 def block_names(model: nn.Module) -> list[str]:

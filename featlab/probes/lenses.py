@@ -7,19 +7,20 @@ lens     what (per checkpoint)                                  baselines beside
 ======== ===================================================== ==================================
 rf       first conv/linear layer: filters, IPR per filter       3/(D+2) (iid Gaussian), the init
          (:func:`ipr`), count above ``factor``·3/(D+2)           net's IPRs
-nfa      per ``nn.Linear``: ρ(WᵀW, G^α), G = WᵀKW the AGOP       untrained net ρ(W₀ᵀW₀, G₀^α), own
-         w.r.t. the layer input (:mod:`.output_gram`)           init ρ(W₀ᵀW₀, WᵀW)
+nfa      per ``nn.Linear``: ρ(WᵀW, G^α), G = WᵀKW the AGOP       untrained net ρ(W₀ᵀW₀, G₀^α), init
+         w.r.t. the layer input (:mod:`.output_gram`)           ρ(W₀ᵀW₀, WᵀW), fresh ρ(W_fᵀW_f, WᵀW)
 cnfa     per conv: ρ(W̄ᵀW̄, G^α), G the patch-AGOP               :func:`cnfa`'s baselines (untrained
-         (:func:`cnfa`)                                         net, init ρ(CNFM₀, CNFM))
+         (:func:`cnfa`)                                         net, init, fresh init = i_val)
 dgr      D, G, R of the output and per layer                    the same net with shuffled input
          (:func:`stability`, mean protocol)                     channels, and the init net
 spectrum per conv (square kernels): normalised γ_λ on the       the init net's γ_λ; 1/F² (iid
          grid Laplacian (:func:`laplacian_spectrum`)            kernels) at λ = 0
 ======== ===================================================== ==================================
 
-"init" is the model at its initialisation: the true one when known (a weights file, or the
-state a :class:`Tracker` saw first), else an independent fresh init from the model's factory
-(labelled ``init_kind="fresh"``: then ρ(CNFM₀, CNFM) is the reference's ``i_val``).
+"init" is the model at its initialisation: the true one when known (``init``: a weights file, a
+step-0 checkpoint, or the state a :class:`Tracker` saw first), else an independent fresh init
+from the model's factory (``fresh``; ``init_kind`` says which one the baselines use). With a
+fresh init, ρ(CNFM_fresh, CNFM) is the CNFA reference's ``i_val`` (``rho_fresh_trained``).
 
 Cost and memory, per checkpoint (n probe images, B = ``batch_size``, c model outputs):
 
@@ -29,9 +30,11 @@ Cost and memory, per checkpoint (n probe images, B = ``batch_size``, c model out
   coordinates (a seeded random subset when ``in`` is larger, labelled ``subsampled``).
 - cnfa: 1 forward + c backwards per batch for all conv layers at once; memory one batch of
   activations plus Σ_ℓ (c_in·q²)² float64 for the layers' G (e.g. 0.7 GB for resnet18).
-- dgr: 3 forwards per batch per model (trained, shuffled, and the init once); memory
-  3·B × Σ_ℓ (layer size) float64 (mean protocol, streamed); ``bn_init="batch"`` needs all n
-  images in one batch.
+- dgr: 3 forwards per image per model (trained, shuffled, and the init once); the mean
+  protocol streams batches whose captured features (3·b × Σ_ℓ layer size, float32 + float64)
+  fit ``max_feature_mb`` (b shrinks below ``batch_size`` for wide layers); the median protocol
+  holds all n images of one layer at a time; ``bn_init="batch"`` needs all n images in one
+  batch.
 - With c above ``sketch_above`` the AGOP lenses use an unbiased Gaussian sketch of the
   outputs (``n_sketch`` backwards instead of c), labelled ``sketched``.
 
@@ -106,6 +109,10 @@ class DGRSettings:
     bn_init: str = F("eval", "BatchNorm of the init net: eval (running statistics, memory ∝ batch) or "
                      "batch (batch statistics over all probe images as the reference does at init; "
                      "memory ∝ n_images)", choices=("eval", "batch"))
+    max_feature_mb: float = F(256.0, "the mean protocol's batch is shrunk so that the captured features of one "
+                              "forward (x, τx, x+η of every probed layer, float32 + float64 copies) stay "
+                              "under this many MB (memory only; the result does not depend on it)", gt=0,
+                              semantic=False)
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,10 @@ class LensSuite:
     layers : iterable of str
         Restrict every lens to these ``named_modules()`` names (empty: automatic).
     init : nn.Module, optional
-        The model at initialisation (see module docstring); ``init_kind`` says which.
+        The model at its true initialisation.
+    fresh : nn.Module, optional
+        An independent fresh initialisation of the architecture; the baselines use it when
+        ``init`` is None (``init_kind`` = "true", "fresh" or "none").
     output : str, optional
         Output selector (:func:`featlab.probes.adapt.select_output`).
     generator : callable (stream name) -> torch.Generator
@@ -175,7 +185,7 @@ class LensSuite:
 
     def __init__(self, model: nn.Module, X: torch.Tensor, *, y: torch.Tensor | None = None,
                  lenses: Iterable[str] = ("auto",), layers: Iterable[str] = (),
-                 init: nn.Module | None = None, init_kind: str = "none", output: str | None = None,
+                 init: nn.Module | None = None, fresh: nn.Module | None = None, output: str | None = None,
                  settings: LensSettings | None = None, batch_size: int = 64,
                  generator: Callable[[str], torch.Generator] | None = None):
         from ..utils import make_generator
@@ -185,7 +195,9 @@ class LensSuite:
         self.X, self.y, self.output = X, y, output
         self.s = settings or LensSettings()
         self.batch_size = int(batch_size)
-        self.init, self.init_kind = init, init_kind
+        self.init, self.fresh = init, fresh
+        self.base = init if init is not None else fresh  # the untrained net of every baseline
+        self.init_kind = "true" if init is not None else "fresh" if fresh is not None else "none"
         self.generator = generator or (lambda stream: make_generator(0, stream, X.device))
         with output_selected(model, output):
             self.counts = call_counts(model, X[:2])
@@ -196,6 +208,7 @@ class LensSuite:
         self.n_outputs = int(out.reshape(out.shape[0], -1).shape[1])
         self.plan = self._plan(model, list(lenses), list(layers))
         self._cnfa_cache: dict = {}
+        self._dgr_numel: int | None = None
         self._baseline: dict | None = None
 
     # ------------------------------------------------------------------------------ planning
@@ -298,12 +311,12 @@ class LensSuite:
 
     def _nfa(self, model) -> dict:
         from ._correlation import correlation
-        from .adapt import output_selected
+        from .adapt import frozen_params, output_selected
         from .output_gram import linear_output_grams
 
         s = self.s.nfa
         kw = self._agop_kw()
-        with output_selected(model, self.output):
+        with output_selected(model, self.output), frozen_params(model):
             Ks, _ = linear_output_grams(model, self.plan.linears, self.X,
                                         generator=self.generator("nfa-sketch"), **kw)
         out = {}
@@ -325,21 +338,22 @@ class LensSuite:
         import contextlib
 
         from ._cnfa import cnfa
-        from .adapt import output_selected
+        from .adapt import frozen_params, output_selected
 
         s = self.s.cnfa
         with contextlib.ExitStack() as stack:
-            for m in (model, self.init):
+            stack.enter_context(frozen_params(model, self.init, self.fresh))
+            for m in (model, self.init, self.fresh):
                 if m is not None:
                     stack.enter_context(output_selected(m, self.output))
-            rows = cnfa(model, self.X, layers=self.plan.convs, init_state=self.init, metric=s.metric,
-                        alpha=s.alpha, centered=s.centered and self.init_kind == "true",
+            rows = cnfa(model, self.X, layers=self.plan.convs, init_state=self.init, fresh_model=self.fresh,
+                        metric=s.metric, alpha=s.alpha, centered=s.centered and self.init is not None,
                         generator=self.generator("cnfa-sketch"), cache=self._cnfa_cache, **self._agop_kw())
         out = {}
         for r in rows:
             d = r.to_dict()
             out[r.layer] = {k: (finite_or_none(v) if isinstance(v, float) or v is None else v)
-                            for k, v in d.items() if k not in ("layer", "rho_fresh", "rho_fresh_trained")}
+                            for k, v in d.items() if k != "layer"}
         return out
 
     def _dgr_one(self, model, bn_mode: str = "eval") -> dict:
@@ -349,7 +363,7 @@ class LensSuite:
         s = self.s.dgr
         names = [f for n in self.plan.dgr_layers for f in self.plan.dgr_names[n]]
         kw = dict(delta=s.delta, cut=s.cut, interp=s.interp, protocol=s.protocol, layers=names or None,
-                  bn_mode=bn_mode, batch_size=None if bn_mode == "batch" else self.batch_size,
+                  bn_mode=bn_mode, batch_size=None if bn_mode == "batch" else self._dgr_batch(model, names),
                   generator=self.generator("dgr"))
         if self.plan.dgr_source == "fx":
             res = stability(traced_with_output(model, self.output), self.X, layer_source="fx", **kw)
@@ -358,6 +372,23 @@ class LensSuite:
                 res = stability(model, self.X, **kw)
         pick = lambda r: {q: finite_or_none(r[q]) for q in ("D", "G", "R")}  # noqa: E731
         return {"output": pick(res), "layers": {f: pick(res["layers"][f]) for f in names}, "T": res["T"]}
+
+    def _dgr_batch(self, model, names: list[str]) -> int:
+        """``batch_size``, shrunk so that 3·b·Σ_ℓ numel_ℓ·12 bytes ≤ ``max_feature_mb`` (mean protocol)."""
+        if self.s.dgr.protocol != "mean" or not names:
+            return self.batch_size
+        if self._dgr_numel is None:
+            from .adapt import output_selected, traced_with_output
+            from .layer_select import feature_numel
+
+            if self.plan.dgr_source == "fx":
+                self._dgr_numel = sum(feature_numel(traced_with_output(model, self.output), self.X[:1], names,
+                                                    "fx").values())
+            else:
+                with output_selected(model, self.output):
+                    self._dgr_numel = sum(feature_numel(model, self.X[:1], names).values())
+        per_image = 3 * 12 * max(1, self._dgr_numel)  # bytes: x, τx, x+η; float32 capture + float64 copy
+        return max(1, min(self.batch_size, int(self.s.dgr.max_feature_mb * 2**20 // per_image)))
 
     def _dgr(self, model) -> dict:
         from .shuffle import shuffle_channels
@@ -398,12 +429,12 @@ class LensSuite:
 
     # ------------------------------------------------------------------------------ public
     def baseline(self) -> dict:
-        """The init net's numbers (computed once): rf, nfa, dgr and spectrum; {} without init."""
+        """The untrained net's numbers (computed once): rf, nfa, dgr and spectrum; {} without one."""
         if self._baseline is not None:
             return self._baseline
         b: dict = {}
-        if self.init is not None:
-            init, p = self.init, self.plan
+        if self.base is not None:
+            init, p = self.base, self.plan
             if "rf" in p.lenses:
                 b["rf"] = self._rf(init)
             if "nfa" in p.lenses:
@@ -433,14 +464,13 @@ class LensSuite:
             nf = self._nfa(model)
             s = self.s.nfa
             for name, v in nf.items():
-                if "nfa" in b:
-                    v0 = b["nfa"][name]
-                    S = v["S"]
-                    W = model.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S]
-                    W0 = self.init.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S]
-                    v["rho_untrained"] = v0["rho"]
-                    v["rho_init_trained"] = finite_or_none(correlation(W0.T @ W0, W.T @ W, s.metric))
-                v.pop("K"), v.pop("S")
+                S = v.pop("S")
+                v.pop("K")
+                W = model.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S]
+                v["rho_untrained"] = b["nfa"][name]["rho"] if "nfa" in b else None
+                for key, ref in (("rho_init_trained", self.init), ("rho_fresh_trained", self.fresh)):
+                    W0 = ref.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S] if ref else None
+                    v[key] = finite_or_none(correlation(W0.T @ W0, W.T @ W, s.metric)) if ref else None
             r["nfa"] = nf
         if "cnfa" in p.lenses:
             r["cnfa"] = self._cnfa(model)

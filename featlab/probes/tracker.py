@@ -57,6 +57,9 @@ class Tracker:
         As the ``probe`` experiment's fields (``lenses=("auto",)``: every lens that applies).
     init : "now", None, nn.Module or state dict
         The init baseline: a snapshot taken now (default), none, or the given model/state.
+    fresh : nn.Module or callable, optional
+        An independent fresh initialisation (or a factory returning one): the CNFA reference's
+        ``i_val`` baseline, and the untrained net when ``init=None``.
     out : str or Path
         Output root; the run goes to ``out/probe/<hash>/``.
     name : str, optional
@@ -74,7 +77,8 @@ class Tracker:
 
     def __init__(self, model: nn.Module, X: Any, *, y: torch.Tensor | None = None, every: int = 100,
                  lenses: Iterable[str] = ("auto",), layers: Iterable[str] = (), output: str | None = None,
-                 batch_size: int = 64, init: Any = "now", out: str = "runs", name: str | None = None,
+                 batch_size: int = 64, init: Any = "now", fresh: Any = None, out: str = "runs",
+                 name: str | None = None,
                  seed: int = 0, settings: dict | None = None, overwrite: bool = False, quiet: bool = True):
         from ..config import apply_overrides, validate
         from ..experiments.probe import ProbeConfig
@@ -103,19 +107,23 @@ class Tracker:
         cfg = validate(apply_overrides(cfg, settings or {}))
         self.cfg = cfg
         if isinstance(init, str) and init == "now":
-            self.init, self.init_kind = copy.deepcopy(model), "true"
-        elif init is None:
-            self.init, self.init_kind = None, "none"
-        elif isinstance(init, nn.Module):
-            self.init, self.init_kind = init, "true"
+            self.init = copy.deepcopy(model)
+        elif init is None or isinstance(init, nn.Module):
+            self.init = init
         elif isinstance(init, dict):
             self.init = copy.deepcopy(model)
             self.init.load_state_dict(init)
-            self.init_kind = "true"
         else:
             raise TypeError("init must be 'now', None, an nn.Module or a state dict")
-        if self.init is not None:
-            for p in self.init.parameters():
+        if fresh is not None and not isinstance(fresh, nn.Module):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                fresh = fresh()
+            if not isinstance(fresh, nn.Module):
+                raise TypeError("fresh must be an nn.Module or a callable returning one")
+        self.fresh = fresh.to(device) if fresh is not None else None
+        for m in (self.init, self.fresh):
+            for p in (m.parameters() if m is not None else ()):
                 p.requires_grad_(False)
         self.rundir = RunDir(run_path(out, "probe", cfg))
         if self.rundir.is_done() and not overwrite:
@@ -147,7 +155,7 @@ class Tracker:
 
             c = self.cfg
             self._suite = LensSuite(model, self.X, y=self.y, lenses=c.lenses, layers=c.layers, init=self.init,
-                                    init_kind=self.init_kind, output=c.model.output, settings=_settings(c),
+                                    fresh=self.fresh, output=c.model.output, settings=_settings(c),
                                     batch_size=c.batch_size, generator=lambda stream: self.ctx.generator(stream))
         return self._suite
 
@@ -197,9 +205,10 @@ class Tracker:
                 raise RuntimeError("nothing was measured: call step() at least once (step % every == 0)")
             c = self.cfg
             what = f"{c.model.source[5:]} at step {self._steps[-1]}"
-            write_figures(self.ctx, c, self._results, self._steps, "step", what, self.init_kind, self._suite)
+            kind = self._suite.init_kind
+            write_figures(self.ctx, c, self._results, self._steps, "step", what, kind, self._suite)
             summary = {"experiment": "probe", **summarise(c, self._suite, self._results, self._steps, "step",
-                                                          "tensor inputs", self.init_kind),
+                                                          "tensor inputs", kind),
                        "elapsed_s": round(time.perf_counter() - self._t0, 3)}
             atomic_write_json(self.rundir.summary, summary)
             atomic_write_text(self.rundir.done, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
