@@ -263,6 +263,23 @@ def test_reused_relu_falls_back_to_fx_nodes():
     for n in ("relu", "relu_1", "conv2"):
         assert r["layers"][n]["R"] == pytest.approx(ref["layers"][n]["R"], rel=1e-10)
     assert r["layers"]["relu"]["D"] != pytest.approx(r["layers"]["relu_1"]["D"])  # two calls, told apart
+    # the same through the output selector: the fx trace returns the selected tensor, names unchanged
+    dict_model = _DictOut(model)
+    suite = LensSuite(dict_model, X, lenses=["dgr"], output="out.1", generator=gen,
+                      settings=_with(dgr__shuffle=False))
+    r2 = suite.measure(dict_model)["dgr"]["trained"]
+    assert suite.plan.dgr_names["net.relu"] == ["net.relu", "net.relu_1"]
+    assert r2["layers"]["net.relu_1"]["R"] == pytest.approx(r["layers"]["relu_1"]["R"], rel=1e-10)
+    assert r2["output"]["R"] == pytest.approx(r["output"]["R"], rel=1e-10)
+
+
+class _DictOut(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return {"out": (x.mean(), self.net(x))}
 
 
 def test_output_selector_for_dict_models(tmp_path, factory):

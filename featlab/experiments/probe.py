@@ -610,7 +610,9 @@ def _claim_spectrum(s: dict):
     g, g0 = s.get("spectrum_gamma0_first"), s.get("spectrum_gamma0_first_init")
     if g is None or g0 is None:
         return "not measured", None
-    return f"first conv γ(λ=0) {g:.3f} vs init {g0:.3f} (iid {s.get('spectrum_gamma0_iid')})", bool(g > g0)
+    iid = s.get("spectrum_gamma0_iid")
+    return (f"first conv γ(λ=0) {g:.3f} vs init {g0:.3f}" + (f" (iid kernels {iid:.3f})" if iid is not None else ""),
+            bool(g > g0))
 
 
 EXPERIMENT = register(Experiment(

@@ -13,7 +13,8 @@ Convention:
     patch-AGOP supports); ``linears`` = every ``nn.Linear``; ``blocks`` = the modules that
     make up the network's top-level sequence: the root's children, with ``nn.Sequential`` /
     ``nn.ModuleList`` containers opened recursively, minus ``Identity``, ``Flatten`` and
-    ``Dropout`` (for a ResNet: the stem, every residual block, the pooling and the head).
+    ``Dropout`` (for a ResNet: the stem, every residual block, the pooling and the head); a
+    wrapper holding a single network is opened to that network's blocks.
 """
 from __future__ import annotations
 
@@ -71,18 +72,24 @@ def feature_numel(model: nn.Module, x: torch.Tensor, names: list[str], source: s
 
 
 def block_names(model: nn.Module) -> list[str]:
-    """The top-level sequence of blocks (see module Convention), in registration order."""
-    out: list[str] = []
+    """The top-level sequence of blocks (see module Convention), in registration order.
 
-    def walk(mod: nn.Module, prefix: str) -> None:
+    A wrapper whose only block is the real network (``self.net``, a LightningModule) is opened:
+    the blocks are then those of the wrapped module, named ``net.<block>``.
+    """
+    def walk(mod: nn.Module, prefix: str) -> list[str]:
+        out: list[str] = []
         for name, child in mod.named_children():
             path = f"{prefix}{name}"
             if isinstance(child, CONTAINERS):
-                walk(child, path + ".")
+                out += walk(child, path + ".")
             elif not isinstance(child, _SKIP):
                 out.append(path)
+        return out
 
-    walk(model, "")
+    out = walk(model, "")
+    while len(out) == 1 and list(model.get_submodule(out[0]).children()):
+        out = walk(model.get_submodule(out[0]), out[0] + ".")
     return out
 
 

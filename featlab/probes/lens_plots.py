@@ -75,6 +75,9 @@ def plot_rf_ipr(rf: dict):
     if rf.get("threshold") is not None:
         a.axhline(rf["threshold"], color="k", ls="-.", lw=0.8, label="localisation threshold")
     _log_y(a)
+    from matplotlib.ticker import MaxNLocator
+
+    a.xaxis.set_major_locator(MaxNLocator(integer=True))
     a.set_xlabel(f"filter of {rf['layer']} (sorted by IPR)")
     a.set_ylabel("IPR (high = localised)")
     a.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
