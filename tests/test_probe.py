@@ -201,7 +201,7 @@ def test_each_lens_equals_its_library_call():
     assert r["accuracy"] == pytest.approx(float((model(X).argmax(1) == y).double().mean()))
 
 
-def test_linear_output_gram_gives_the_input_agop_and_subsampled_nfa_is_exact_on_its_block():
+def test_convention_linear_output_gram_gives_the_input_agop_and_subsampled_nfa_is_exact_on_its_block():
     from featlab.probes import correlation, matrix_power_psd
     from featlab.probes.lenses import _gram_power
 
@@ -328,7 +328,7 @@ class _Opaque:
     pass
 
 
-def test_npz_vectors_with_labels_and_refusals(tmp_path):
+def test_convention_npz_inputs_scaled_channel_added_no_pickle_and_refusals(tmp_path):
     from featlab.data.npz import load_npz
     from featlab.probes.adapt import prepare_inputs
 
@@ -356,7 +356,7 @@ def test_npz_vectors_with_labels_and_refusals(tmp_path):
     assert set(r["nfa"]) == {"0", "2"} and r["accuracy"] is not None
 
 
-def test_tracker_in_a_ten_step_loop_leaves_training_untouched(tmp_path):
+def test_convention_tracker_in_a_ten_step_loop_leaves_training_untouched(tmp_path):
     from featlab.data import load_digits
     from featlab.probes import Tracker
     from featlab.runs import RunDir
@@ -428,3 +428,71 @@ def test_sweep_over_models_and_checkpoints(tmp_path, factory):
     assert res.ok and res.count("done") == 2
     s = [RunDir(r.path).read_summary() for r in res.rows]
     assert {x["model"] for x in s} == {f"{factory}:make_model", "zoo:vanilla"}
+
+
+def test_convention_output_selector_is_a_dotted_path_of_keys_attributes_indices():
+    from types import SimpleNamespace
+
+    from featlab.probes import select_output
+
+    t = torch.arange(3.0)
+    out = {"a": (torch.zeros(1), SimpleNamespace(logits=t))}
+    assert select_output(out, "a.1.logits") is t
+    assert select_output((t, None), "0") is t and select_output((None, t), "-1") is t
+    with pytest.raises(ValueError, match="not an index"):
+        select_output((t,), "x")
+    with pytest.raises(ValueError, match="not a tensor"):
+        select_output({"a": 3}, "a")
+
+
+def test_convention_automatic_layers_of_a_resnet_and_a_wrapper():
+    from featlab.models import get
+    from featlab.probes.layer_select import auto_layers, block_names, call_counts
+
+    net = get("resnet18", in_channels=1, input_size=8)
+    blocks = block_names(net)
+    assert blocks == ["conv1", "bn1", "relu"] + [f"layer{i}.{j}" for i in range(1, 5) for j in (0, 1)] + \
+        ["avgpool", "fc"]  # maxpool (Identity) and flatten left out
+    counts = call_counts(net, torch.zeros(1, 1, 8, 8))
+    assert len(auto_layers(net, "convs", counts)) == 20 and auto_layers(net, "linears", counts) == ["fc"]
+
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    assert block_names(Wrap()) == [f"net.{b}" for b in blocks]
+
+
+def test_convention_factory_seeded_rng_untouched_and_checkpoint_steps(tmp_path, factory):
+    from featlab.models.source import build_model, parse_kwargs, read_checkpoint
+
+    rng = torch.get_rng_state()
+    a = build_model(f"{factory}:make_model", {"width": 3}, seed=5)
+    b = build_model(f"{factory}:make_model", {"width": 3}, seed=5)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert parse_kwargs(("w=3", "v=cifar", "b=false", "t=(1, 2)")) == {"w": 3, "v": "cifar", "b": False, "t": (1, 2)}
+    sd = a.state_dict()
+    torch.save({"model": sd, "global_step": 7, "epoch": 2}, tmp_path / "x_step=9.pt")
+    ck = read_checkpoint(tmp_path / "x_step=9.pt")
+    assert (ck.step, ck.epoch) == (7, 2)  # entries win over the name
+    torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "epoch_4-step=120.pt")
+    ck = read_checkpoint(tmp_path / "epoch_4-step=120.pt")
+    assert (ck.step, ck.epoch) == (120, 4) and set(ck.state_dict) == set(sd)
+    torch.save({"state_dict": {"model." + k: v for k, v in sd.items()}}, tmp_path / "lightning.ckpt")
+    ck = read_checkpoint(tmp_path / "lightning.ckpt", prefix="model.")
+    assert set(ck.state_dict) == set(sd) and ck.step is None and ck.name_number is None
+
+
+def test_convention_not_measurable_is_none_never_nan():
+    model, init, X, _ = _suite_model()
+    with torch.no_grad():
+        model[0].weight[0].zero_()  # a dead filter: IPR 0/0
+        model[5].weight.zero_()  # a dead readout: every AGOP and Gram matrix is zero
+    r = LensSuite(model, X, init=init, lenses=["rf", "nfa"]).measure(model)
+    assert r["rf"]["ipr"][0] is None and r["rf"]["ipr_mean"] is not None
+    assert r["nfa"]["5"]["rho"] is None and r["nfa"]["5"]["rho_init_trained"] is None

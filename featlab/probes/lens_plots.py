@@ -188,4 +188,8 @@ def _draw_vs_step(a, steps, curves, baselines, *, xlabel, ylabel, log) -> None:
         _log_y(a)
     a.set_xlabel(xlabel)
     a.set_ylabel(ylabel)
-    a.legend(fontsize=5.5, ncol=1 if len(curves) + len(baselines or {}) < 6 else 2)
+    n = len(curves) + len(baselines or {})
+    if n <= 4:
+        a.legend(fontsize=5.5)
+    else:  # many entries: below the axes, never over the curves
+        a.legend(fontsize=5.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
