@@ -29,10 +29,25 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExamples:\n  featlab list\n  featlab run emergence --preset tiny --seed 1\n"
+                    "  featlab demo\n\nSee `featlab COMMAND --help` for an example of each command.")
 @click.version_option(package_name="featlab")
 def main() -> None:
     """featlab: reproduce, measure and extend feature-learning experiments."""
+
+
+#: One worked example per subcommand, shown at the end of its ``--help`` (a test checks that
+#: every registered subcommand has one).
+EXAMPLES = {
+    "list": ["featlab list", "featlab list --fields emergence"],
+    "run": ["featlab run emergence --preset tiny --set data.gain=3 --seed 1"],
+    "show": ["featlab show runs/emergence/<hash>"],
+    "sweep": ["featlab sweep examples/emergence_seeds_gains.toml --dry-run"],
+    "runs": ["featlab runs --where experiment=emergence --where data.gain=3"],
+    "report": ["featlab report runs --out report   # then open report/index.html"],
+    "demo": ["featlab demo --only rfm,emergence"],
+}
 
 
 from . import commands  # noqa: E402,F401  (registers list/run/show)
@@ -43,3 +58,7 @@ for _mod in ("sweep", "runs_cmd", "report_cmd", "demo", "probe_cmd"):  # later c
     except ModuleNotFoundError as _e:  # pragma: no cover - module not written yet
         if _e.name != f"{__name__}.{_mod}":
             raise
+
+for _name, _cmd in main.commands.items():
+    if _name in EXAMPLES and not _cmd.epilog:
+        _cmd.epilog = "\b\nExample:\n" + "\n".join("  " + e for e in EXAMPLES[_name])

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import click
 
-from . import main
+from . import EXAMPLES, main
+
+# this command's worked example for its --help epilog (kept here, next to the command)
+EXAMPLES["probe"] = ["featlab probe zoo:resnet18 -w 'ckpts/epoch_*.pt' --data cifar10 --root ~/data",
+                     "featlab probe mynets.py:make_model -w ckpt.pt --output logits --n-images 128"]
 
 
 @main.command("probe")
@@ -56,6 +60,6 @@ def probe_cmd(model, weights, init_weights, kwargs, output, dataset, root, n_ima
     sets.update({k: v for k, v in opts.items() if v is not None})
     cfg = apply_overrides(cfg, sets)
     cfg = apply_overrides(cfg, list(overrides))
-    res = execute(exp, cfg, out or default_out(), force=force, quiet=quiet)
+    res = execute(exp, cfg, out or default_out(), force=force, quiet=quiet, preset=preset)
     click.echo(("already DONE (use --force to redo): " if res.skipped else "DONE: ") + str(res.path))
     _print_summary({k: v for k, v in res.summary.items() if not isinstance(v, dict)})

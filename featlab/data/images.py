@@ -143,14 +143,15 @@ def _draw(y: torch.Tensor, n: int, generator: torch.Generator | None, stratified
 def _resolve_root(root: str | os.PathLike | None, what: str, expected: str) -> Path:
     root = root if root is not None else os.environ.get(ENV_VAR)
     if root is None or str(root) == "":
-        raise FileNotFoundError(f"{what}: no data root given; pass root=... or set {ENV_VAR} to a "
-                                f"directory holding {expected} (nothing is downloaded)")
+        raise FileNotFoundError(f"{what}: no data folder given; set data.root (--set data.root=DIR; "
+                                f"root= in Python) or {ENV_VAR} to a directory holding {expected} "
+                                f"(nothing is downloaded)")
     return Path(root).expanduser()
 
 
 def _missing(what: str, root: Path, expected: str) -> FileNotFoundError:
     return FileNotFoundError(f"{what} not found under {str(root)!r}: expected {expected} "
-                             f"(pass root=... or set {ENV_VAR}; nothing is downloaded)")
+                             f"(set data.root, root= in Python, or {ENV_VAR}; nothing is downloaded)")
 
 
 # ---------------------------------------------------------------- CIFAR (python pickles)

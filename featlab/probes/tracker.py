@@ -132,9 +132,10 @@ class Tracker:
         if self.rundir.path.exists():
             shutil.rmtree(self.rundir.path)
         self.rundir.path.mkdir(parents=True)
-        atomic_write_json(self.rundir.config, run_meta("probe", cfg, self.rundir, device))
+        prov = {"preset": None, "scale": "smoke", "overrides": None}  # a live run: built from no preset
+        atomic_write_json(self.rundir.config, run_meta("probe", cfg, self.rundir, device, prov))
         self._log, self._handlers = _logger(self.rundir, quiet)
-        self.ctx = RunContext(self.rundir, cfg, device, self._log, [])
+        self.ctx = RunContext(self.rundir, cfg, device, self._log, [], provenance=prov)
         self._suite = None
         self._results: list[dict] = []
         self._steps: list[int] = []

@@ -34,16 +34,20 @@ class RunContext:
         Writes to ``log.txt`` and to the console.
     quirks : list[str]
         Active reference quirks (``path=value``); appended to every figure caption.
+    provenance : dict
+        ``{"preset", "scale", "overrides"}`` as recorded in config.json (empty when unknown);
+        with the seed, appended to every figure caption (:meth:`caption_suffix`).
     """
 
     def __init__(self, rundir: RunDir, cfg: Any, device: torch.device, logger: logging.Logger,
-                 quirks: list[str] | None = None):
+                 quirks: list[str] | None = None, provenance: dict | None = None):
         self.rundir = rundir
         self.path = rundir.path
         self.cfg = cfg
         self.device = device
         self.log = logger
         self.quirks = list(quirks or [])
+        self.provenance = dict(provenance or {})
         self._arrays: dict[str, np.ndarray] = {}
         self._captions: dict[str, str] = {}
 
@@ -72,16 +76,38 @@ class RunContext:
         np.savez_compressed(buf, **self._arrays)
         atomic_write_bytes(self.rundir.arrays, buf.getvalue())
 
+    def caption_suffix(self) -> str:
+        """``"Run: preset tiny (smoke scale), seed 0, overrides: a.b=1."`` for this run.
+
+        Convention:
+            Names the preset and its scale ("no preset" when unknown), the master seed, and
+            the overridden fields other than the seed ("no overrides" when none; omitted when
+            the preset is unknown). The experiment's own caption says what is drawn (which
+            seed of a batch, which iteration or checkpoint) and the baselines.
+        """
+        p = self.provenance
+        preset = p.get("preset")
+        head = f"preset {preset} ({p.get('scale', 'smoke')} scale)" if preset else "no preset"
+        parts = [head, f"seed {self.cfg.seed}"]
+        ov = p.get("overrides")
+        if ov is not None:
+            ov = {k: v for k, v in ov.items() if k != "seed"}
+            parts.append("overrides: " + ", ".join(f"{k}={_short(v)}" for k, v in ov.items()) if ov
+                         else "no overrides")
+        return "Run: " + ", ".join(parts) + "."
+
     def save_figure(self, fig: Any, stem: str, caption: str = "") -> list[Path]:
         """Save ``fig`` as ``figures/<stem>.png`` and ``.pdf``; record the caption.
 
-        Active reference quirks are appended to the caption.
+        The run's provenance (:meth:`caption_suffix`: preset, scale, seed, overridden fields)
+        and the active reference quirks are appended to the caption.
         """
         from ..plotting import save
 
         paths = save(fig, self.rundir.figures / stem)
+        caption = (caption.rstrip() + " " if caption else "") + self.caption_suffix()
         if self.quirks:
-            caption = (caption + " " if caption else "") + "Reference quirks active: " + ", ".join(self.quirks) + "."
+            caption += " Reference quirks active: " + ", ".join(self.quirks) + "."
         self._captions[stem] = caption
         atomic_write_json(self.rundir.figures / "captions.json", self._captions)
         return paths
@@ -97,6 +123,12 @@ class RunContext:
         if not bool(torch.isfinite(v).all()):
             raise DivergenceError(f"{what} became non-finite ({v.flatten()[:4].tolist()}); "
                                   "try a smaller learning rate")
+
+
+def _short(v: Any) -> str:
+    """A config value for a caption: lists as ``a,b``, long values cut to 40 characters."""
+    text = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _jsonable(v: Any) -> Any:

@@ -82,8 +82,13 @@ def filter_rows(rows: list[dict], where: Iterable[str]) -> list[dict]:
             raise ConfigError("--where", "conditions are written field=value", cond)
         key, wanted = cond.split("=", 1)
         if rows and not any(key in r for r in rows):
+            import difflib
+
             known = sorted({k for r in rows for k in r})
-            raise ConfigError(f"--where {key}", "unknown field; known: " + ", ".join(known))
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else \
+                "see the columns of `featlab runs --format csv`"
+            raise ConfigError(f"--where {key}", f"unknown field; {hint}")
         rows = [r for r in rows if key in r and _matches(r[key], wanted)]
     return rows
 

@@ -7,7 +7,8 @@ Order of events (see :mod:`featlab.runs.rundir` for the layout):
    :class:`~featlab.config.ConfigError` *before anything is written*.
 2. ``OUT/<experiment>/<hash12>/``: if it is ``DONE`` and ``force`` is off, skip it. Any other
    existing directory (killed, crashed, diverged, or forced) is cleared and redone.
-3. Write ``config.json`` first, then run, appending metrics and saving arrays and figures.
+3. Write ``config.json`` first (with the preset, its scale and the overridden fields, see
+   :func:`provenance`), then run, appending metrics and saving arrays and figures.
    ``cfg.threads`` (when set) fixes torch's CPU thread count for the run; it is restored after.
 4. On NaN/inf (:class:`DivergenceError`), an exception or Ctrl-C, write ``FAILED`` with the
    reason and traceback, log it, and re-raise: no ``DONE``.
@@ -29,12 +30,13 @@ from typing import Any
 
 import torch
 
-from ..config import active_quirks, config_hash, to_dict, validate
+from ..config import ConfigError, active_quirks, config_hash, to_dict, validate
 from ..utils import atomic_write_json, atomic_write_text, resolve_device
+from ..utils.progress import TqdmHandler
 from .context import DivergenceError, RunContext
 from .rundir import STATUS_DONE, RunDir
 
-__all__ = ["execute", "RunResult", "RunFailed", "run_path"]
+__all__ = ["execute", "RunResult", "RunFailed", "run_path", "provenance"]
 
 
 class RunFailed(RuntimeError):
@@ -85,7 +87,7 @@ def _logger(rundir: RunDir, quiet: bool) -> tuple[logging.Logger, list[logging.H
     fh.setFormatter(fmt)
     handlers: list[logging.Handler] = [fh]
     if not quiet:
-        sh = logging.StreamHandler(sys.stderr)
+        sh = TqdmHandler(sys.stderr)  # log lines printed above a live progress bar, never through it
         sh.setFormatter(fmt)
         handlers.append(sh)
     for h in handlers:
@@ -93,24 +95,55 @@ def _logger(rundir: RunDir, quiet: bool) -> tuple[logging.Logger, list[logging.H
     return log, handlers
 
 
-def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "runs", *,
-            force: bool = False, quiet: bool = False) -> RunResult:
-    """Run ``experiment`` with ``cfg`` (default: its default preset) under ``out``.
+def provenance(exp: Any, cfg: Any, preset: str | None) -> dict:
+    """``{"preset", "scale", "overrides"}`` recorded in config.json (see :func:`execute`).
 
-    Returns a :class:`RunResult`; ``skipped`` is True when a DONE run was found. Raises
-    :class:`~featlab.config.ConfigError` for bad configs (nothing written) and
+    Convention:
+        ``overrides`` maps every dotted field path whose value differs from the preset's own
+        config to its value in ``cfg`` (seed, device and threads included; ``{}`` = the preset
+        as it is); ``None`` when the preset is unknown. Without ``preset``, a config equal to
+        a preset in every field but seed, device and threads is taken as that preset; any other
+        config has no preset (nothing is guessed). ``scale`` is ``exp.scale(preset)``: "paper"
+        for a preset in ``exp.paper_presets``, else "smoke".
+    """
+    from .index import flatten
+
+    if preset is None:  # a config equal to a preset but for where it runs is that preset (no guessing)
+        import dataclasses
+
+        place = {k: getattr(cfg, k) for k in ("seed", "device", "threads") if hasattr(cfg, k)}
+        preset = next((n for n, f in exp.presets.items() if dataclasses.replace(f(), **place) == cfg), None)
+    overrides = None
+    if preset is not None:
+        if preset not in exp.presets:
+            raise ConfigError("preset", "allowed: " + ", ".join(exp.presets), preset)
+        base, now = flatten(to_dict(exp.preset(preset))), flatten(to_dict(cfg))
+        overrides = {k: v for k, v in now.items() if base.get(k, object()) != v}
+    return {"preset": preset, "scale": exp.scale(preset), "overrides": overrides}
+
+
+def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "runs", *,
+            force: bool = False, quiet: bool = False, preset: str | None = None) -> RunResult:
+    """Run ``experiment`` with ``cfg`` (default: the preset ``preset``, else the default one) under ``out``.
+
+    ``preset`` names the preset ``cfg`` was built from; config.json then records it with the
+    fields overridden relative to it and its scale (:func:`provenance`), and every figure
+    caption says so. Returns a :class:`RunResult`; ``skipped`` is True when a DONE run was
+    found. Raises :class:`~featlab.config.ConfigError` for bad configs (nothing written) and
     :class:`RunFailed` when the run stops without DONE.
     """
     from ..experiments import get
 
     exp = get(experiment) if isinstance(experiment, str) else experiment
     if cfg is None:
-        cfg = exp.preset()
+        preset = preset or exp.default_preset
+        cfg = exp.preset(preset)
     if not isinstance(cfg, exp.config):
         raise TypeError(f"{exp.name} expects a {exp.config.__name__}, got {type(cfg).__name__}")
     validate(cfg)
     if exp.resolve is not None:  # e.g. hash the files the config names (part of the run hash)
         cfg = validate(exp.resolve(cfg))
+    prov = provenance(exp, cfg, preset)
     device = resolve_device(cfg.device)
 
     rundir = RunDir(run_path(out, exp.name, cfg))
@@ -121,9 +154,9 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
     rundir.path.mkdir(parents=True)
 
     quirks = active_quirks(cfg)
-    atomic_write_json(rundir.config, run_meta(exp.name, cfg, rundir, device))
+    atomic_write_json(rundir.config, run_meta(exp.name, cfg, rundir, device, prov))
     log, handlers = _logger(rundir, quiet)
-    ctx = RunContext(rundir, cfg, device, log, quirks)
+    ctx = RunContext(rundir, cfg, device, log, quirks, provenance=prov)
     t0 = time.perf_counter()
     log.info("run %s -> %s", exp.name, rundir.path)
     if quirks:
@@ -157,13 +190,15 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
             h.close()
 
 
-def run_meta(experiment: str, cfg: Any, rundir: RunDir, device: torch.device) -> dict:
-    """The content of ``config.json``: resolved config, versions, seed, device, quirks, commit."""
+def run_meta(experiment: str, cfg: Any, rundir: RunDir, device: torch.device, prov: dict | None = None) -> dict:
+    """The content of ``config.json``: resolved config, provenance (:func:`provenance`), versions,
+    seed, device, quirks, commit."""
     return {
         "experiment": experiment,
         "hash": rundir.path.name,
         "config": to_dict(cfg),
         "seed": cfg.seed,
+        **(prov or {"preset": None, "scale": "smoke", "overrides": None}),
         "device": str(device),
         "reference_quirks": active_quirks(cfg),
         "featlab_version": _version(),

@@ -32,8 +32,11 @@ from .spec import SweepSpec, _import_plugins, expand
 __all__ = ["run_one", "run_sweep", "SweepResult", "SweepRow"]
 
 
-def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] = ()) -> dict:
+def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] = (),
+            preset: str | None = None) -> dict:
     """Run one config in a worker process; never raises for a failed run.
+
+    ``preset`` (the spec's) is recorded in config.json with the fields overridden relative to it.
 
     Returns ``{"status": "done"|"skipped"|"failed", "path": ..., "error": traceback or ""}``.
     """
@@ -45,7 +48,7 @@ def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] 
     exp = get(experiment)
     cfg = from_dict(exp.config, cfg_dict)
     try:
-        res = execute(exp, cfg, out, quiet=True)
+        res = execute(exp, cfg, out, quiet=True, preset=preset)
         return {"status": "skipped" if res.skipped else "done", "path": str(res.path), "error": ""}
     except RunFailed as e:
         return {"status": "failed", "path": str(e.rundir.path), "error": e.rundir.read_failure().get("traceback", str(e))}
@@ -134,7 +137,8 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs", *, kind: str | None = N
 
                     def submit(row: SweepRow, cfg: Any) -> None:
                         row.attempts += 1
-                        fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins)
+                        fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins,
+                                        spec.preset)
                         futures[fut] = (row, cfg)
 
                     for row, cfg in pending:
