@@ -496,3 +496,23 @@ def test_convention_not_measurable_is_none_never_nan():
     r = LensSuite(model, X, init=init, lenses=["rf", "nfa"]).measure(model)
     assert r["rf"]["ipr"][0] is None and r["rf"]["ipr_mean"] is not None
     assert r["nfa"]["5"]["rho"] is None and r["nfa"]["5"]["rho_init_trained"] is None
+
+
+def test_lens_figures_have_no_layout_problems():
+    from featlab.plotting import layout_problems
+    from featlab.probes import lens_plots as lp
+
+    model, init, X, y = _suite_model()
+    suite = LensSuite(model, X, y=y, init=init, generator=lambda s: make_generator(7, s))
+    a, b = suite.measure(model), suite.measure(init)
+    keys = [("rho_trained", "trained", "r"), ("rho_untrained", "untrained", "0.5")]
+    figs = {"rf_filters": lp.plot_rf_filters(a["rf"]["weights"], "first layer 0"), "rf_ipr": lp.plot_rf_ipr(a["rf"]),
+            "cnfa": lp.plot_rho_bars(a["cnfa"], keys, "ρ"), "dgr": lp.plot_dgr(a["dgr"]),
+            "spectrum": lp.plot_spectra(a["spectrum"]),
+            "vs_step": lp.plot_lenses_vs_step([0, 10], [
+                {"title": "CNFA", "curves": {n: [b["cnfa"][n]["rho_trained"], a["cnfa"][n]["rho_trained"]]
+                                             for n in a["cnfa"]}, "baselines": {"untrained": 0.5, "x": [0.2, 0.3]},
+                 "ylabel": "ρ"},
+                {"title": "R", "curves": {"R_f": [1.0, 0.01]}, "baselines": {"R = 1": 1.0}, "log": True}])}
+    for name, fig in figs.items():
+        assert layout_problems(fig) == [], name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plotting import PALETTE, figure
+from ..plotting import PALETTE, colorbar, figure, image, log_axis, panel_grid
 
 __all__ = ["plot_rf_filters", "plot_rf_ipr", "plot_rho_bars", "plot_dgr", "plot_spectra", "plot_vs_step",
            "plot_lenses_vs_step"]
@@ -22,17 +22,11 @@ def _nan(v):
 
 
 def _log_y(a) -> None:
-    """Log y axis with majors at 1, 2, 5 × 10^k labelled plainly and unlabelled minors (no
-    colliding minor-tick labels on short ranges)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
+    """:func:`featlab.plotting.log_axis` on y when the data span more than a factor 20; a
+    shorter range stays linear (its numbers read better)."""
     lo, hi = a.dataLim.intervaly
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo > 20):
-        return  # less than ~1.3 decades: a linear axis shows the numbers better
-    a.set_yscale("log")
-    a.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    a.yaxis.set_minor_formatter(NullFormatter())
+    if np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo > 20:
+        log_axis(a, "y")
 
 
 def plot_rf_filters(weights: np.ndarray, title: str):
@@ -47,17 +41,14 @@ def plot_rf_filters(weights: np.ndarray, title: str):
     for i in range(k):
         r, c = divmod(i, cols)
         tile[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img[i]
-    v = float(np.nanmax(np.abs(tile))) or 1.0
     fig, ax = figure(1, 1, width=max(3.2, min(7.0, 0.55 * cols + 1.4)), height=0.55 * rows + 1.0)
     a = ax[0, 0]
-    im = a.imshow(tile, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    im = image(a, tile, symmetric=True, ticks=True)
     a.set_xticks([(w + 1) * c + (w - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=6)
     a.set_yticks([(h + 1) * r + (h - 1) / 2 for r in range(rows)], [str(r * cols) for r in range(rows)], fontsize=6)
     a.tick_params(length=0)
-    for sp in a.spines.values():
-        sp.set_visible(False)
     a.set_xlabel("filter index (row start + column)", fontsize=7)
-    fig.colorbar(im, ax=a, shrink=0.9, label="weight")
+    colorbar(fig, im, a, "weight")
     a.set_title(title + "\n(mean over input channels)", fontsize=7)
     return fig
 
@@ -150,9 +141,8 @@ def plot_spectra(spec: dict[str, dict], max_layers: int = 6):
 def plot_lenses_vs_step(steps: list, panels: list[dict], *, xlabel: str = "step"):
     """One panel per lens: ``panels`` = [{"title", "curves", "baselines", "ylabel", "log"}], each
     drawn as :func:`plot_vs_step` draws one; up to three panels per row."""
-    cols = min(3, len(panels))
-    rows = int(np.ceil(len(panels) / cols))
-    fig, ax = figure(rows, cols, width=3.3, height=2.6)
+    rows, cols = panel_grid(len(panels), max_cols=3)
+    fig, ax = figure(rows, cols, width=3.3, height=2.8)
     for i, p in enumerate(panels):
         _draw_vs_step(ax[i // cols, i % cols], steps, p["curves"], p.get("baselines"), xlabel=xlabel,
                       ylabel=p.get("ylabel", ""), log=p.get("log", False))
