@@ -415,7 +415,7 @@ class LensSuite:
         from .adapt import output_selected
         from .hooks import eval_mode
 
-        if self.y is None:
+        if self.y is None or int(self.y.min()) < 0:  # no labels (a flat image folder labels -1)
             return None
         correct = 0
         with torch.no_grad(), eval_mode(model), output_selected(model, self.output):

@@ -107,7 +107,12 @@ class Tracker:
         cfg = validate(apply_overrides(cfg, settings or {}))
         self.cfg = cfg
         if isinstance(init, str) and init == "now":
-            self.init = copy.deepcopy(model)
+            try:
+                self.init = copy.deepcopy(model)
+            except Exception as e:  # noqa: BLE001 - e.g. a wrapper holding a trainer or a process group
+                raise TypeError(f"cannot copy {type(model).__name__} for the init snapshot ({type(e).__name__}: "
+                                f"{e}); pass the plain network (e.g. pl_module.net), init=None or init=<a copy>") \
+                    from None
         elif init is None or isinstance(init, nn.Module):
             self.init = init
         elif isinstance(init, dict):
@@ -152,9 +157,14 @@ class Tracker:
     def _suite_for(self, model: nn.Module):
         if self._suite is None:
             from ..experiments.probe import _settings
+            from .adapt import prepare_inputs
             from .lenses import LensSuite
 
             c = self.cfg
+            self.X = prepare_inputs(model, self.X)  # the model may have moved since (e.g. to the GPU)
+            for m in (self.init, self.fresh):
+                if m is not None:
+                    m.to(self.X.device)
             self._suite = LensSuite(model, self.X, y=self.y, lenses=c.lenses, layers=c.layers, init=self.init,
                                     fresh=self.fresh, output=c.model.output, settings=_settings(c),
                                     batch_size=c.batch_size, generator=lambda stream: self.ctx.generator(stream))
