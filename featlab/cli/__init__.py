@@ -2,7 +2,10 @@
 
 Errors: a bad config or argument prints one line ``featlab: error: <field>: <allowed>`` on
 stderr and exits with status 2, having written nothing; a run that stops without DONE exits
-with status 1 and names its FAILED record.
+with status 1 and names its FAILED record (so does a run folder that cannot be written, e.g.
+a full disk: ``featlab: error: cannot write ...``); a run whose folder another process is
+running exits with status 3 (``featlab: busy: ...``) without touching it; SIGTERM ends a run
+with a FAILED record (reason ``terminated``) and status 143.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ __all__ = ["main"]
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        from ..runs import RunFailed
+        from ..runs import RunBusy, RunFailed, RunStoreError, Terminated
 
         try:
             return super().invoke(ctx)
@@ -27,6 +30,15 @@ class _Group(click.Group):
         except RunFailed as e:
             click.echo(f"featlab: run failed: {e}", err=True)
             sys.exit(1)
+        except RunStoreError as e:
+            click.echo(f"featlab: error: {e}", err=True)
+            sys.exit(1)
+        except RunBusy as e:
+            click.echo(f"featlab: busy: {e}", err=True)
+            sys.exit(3)
+        except Terminated as e:
+            click.echo(f"featlab: terminated: {e}", err=True)
+            sys.exit(143)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},

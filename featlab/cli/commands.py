@@ -68,7 +68,7 @@ def run_cmd(experiment, preset, overrides, seed, device, out, force, quiet) -> N
     from ..runs import default_out, execute
 
     exp = get(experiment)
-    preset = preset or exp.default_preset
+    preset = exp.default_preset if preset is None else preset  # "--preset ''" is refused, not the default
     cfg = exp.preset(preset)
     sets = list(overrides)
     if seed is not None:
@@ -112,44 +112,6 @@ def _nested_lines(d: dict, indent: int = 0) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print config and summary as JSON.")
 def show_cmd(run_dir: str, as_json: bool) -> None:
     """Show a run directory: status, config, summary and figure paths."""
-    from ..runs import RunDir
+    from .runs_cmd import show_run
 
-    rd = RunDir(run_dir)
-    if not rd.config.is_file():
-        raise ConfigError("RUN_DIR", "not a run directory (no config.json)", run_dir)
-    meta = rd.read_config()
-    status = rd.status()
-    if as_json:
-        click.echo(json.dumps({"status": status, "meta": meta, "summary": rd.read_summary(),
-                               "failure": rd.read_failure(),
-                               "figures": [str(p) for p in rd.figure_paths()]}, indent=2))
-        return
-    click.echo(f"{rd.path}  [{status.upper()}]")
-    click.echo(f"experiment: {meta.get('experiment')}   hash: {meta.get('hash')}   seed: {meta.get('seed')}   "
-               f"device: {meta.get('device')}")
-    if "preset" in meta:
-        ov = meta.get("overrides")
-        ov_text = ("none" if not ov else ", ".join(f"{k}={json.dumps(v)}" for k, v in ov.items())) \
-            if ov is not None else "unknown"
-        click.echo(f"preset: {meta.get('preset') or 'none'} ({meta.get('scale')} scale)   overrides: {ov_text}")
-    click.echo(f"featlab {meta.get('featlab_version')}, torch {meta.get('torch_version')}, "
-               f"commit {meta.get('git_commit') or 'n/a'}")
-    if meta.get("reference_quirks"):
-        click.echo("reference quirks: " + ", ".join(meta["reference_quirks"]))
-    if status == "failed":
-        fail = rd.read_failure()
-        click.echo(f"FAILED ({fail.get('reason')}): {fail.get('message')}")
-    elif status == "incomplete":
-        click.echo("INCOMPLETE: no DONE marker (killed or still running); `featlab run` will redo it")
-    click.echo("config:")
-    for line in _nested_lines(meta.get("config", {})):
-        click.echo("  " + line)
-    summary = rd.read_summary()
-    if summary:
-        click.echo("summary:")
-        _print_summary(summary)
-    figs = rd.figure_paths()
-    if figs:
-        click.echo("figures:")
-        for p in figs:
-            click.echo(f"  {p}")
+    show_run(run_dir, as_json)

@@ -73,7 +73,7 @@ class Experiment:
         return "paper" if preset in self.paper_presets else "smoke"
 
     def preset(self, name: str | None = None) -> Any:
-        name = name or self.default_preset
+        name = self.default_preset if name is None else name  # "" is a bad name, not the default
         if name not in self.presets:
             raise ConfigError("preset", did_you_mean(name, self.presets) + "allowed: " + ", ".join(self.presets), name)
         return self.presets[name]()

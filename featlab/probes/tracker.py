@@ -26,7 +26,6 @@ Convention:
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 import traceback
 from dataclasses import replace
@@ -70,7 +69,8 @@ class Tracker:
         Overrides of lens fields by dotted path, as ``--set`` takes them
         (``{"dgr.delta": 2, "cnfa.metric": "cosine"}``).
     overwrite : bool
-        Replace a DONE run of the same config (otherwise ``FileExistsError``).
+        Replace a DONE run of the same config (otherwise ``FileExistsError``). The folder is
+        locked while the Tracker is open (a second Tracker on it raises ``RunBusy``).
     quiet : bool
         No console log lines (they still go to ``log.txt``).
     """
@@ -84,7 +84,8 @@ class Tracker:
         from ..experiments.probe import ProbeConfig
         from ..runs.context import RunContext
         from ..runs.rundir import RunDir
-        from ..runs.runner import _logger, run_meta, run_path
+        from ..runs.lock import RunLock
+        from ..runs.runner import _discard, _logger, run_meta, run_path
         from ..utils import atomic_write_json
         from .adapt import model_dtype_device, prepare_inputs
 
@@ -131,12 +132,16 @@ class Tracker:
             for p in (m.parameters() if m is not None else ()):
                 p.requires_grad_(False)
         self.rundir = RunDir(run_path(out, "probe", cfg))
-        if self.rundir.is_done() and not overwrite:
-            raise FileExistsError(f"{self.rundir.path} is a DONE run of this config; pass overwrite=True "
-                                  "or another name=")
-        if self.rundir.path.exists():
-            shutil.rmtree(self.rundir.path)
-        self.rundir.path.mkdir(parents=True)
+        self._lock = RunLock(self.rundir.path).acquire(0)  # one writer per folder (RunBusy if held)
+        try:
+            if self.rundir.is_done() and not overwrite:
+                raise FileExistsError(f"{self.rundir.path} is a DONE run of this config; pass overwrite=True "
+                                      "or another name=")
+            _discard(self.rundir.path)
+            self.rundir.path.mkdir(parents=True)
+        except BaseException:
+            self._lock.release()
+            raise
         prov = {"preset": None, "scale": "smoke", "overrides": None}  # a live run: built from no preset
         atomic_write_json(self.rundir.config, run_meta("probe", cfg, self.rundir, device, prov))
         self._log, self._handlers = _logger(self.rundir, quiet)
@@ -245,6 +250,7 @@ class Tracker:
             self._log.removeHandler(h)
             h.close()
         self._handlers = []
+        self._lock.release()
 
     def __enter__(self) -> "Tracker":
         return self

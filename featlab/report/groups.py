@@ -168,7 +168,7 @@ def _read(rd: RunDir) -> RunInfo:
         except Exception as e:  # noqa: BLE001
             info.failure = {"reason": "unknown", "message": f"FAILED unreadable: {type(e).__name__}: {e}"}
     elif info.status == "unreadable" and not info.error:
-        info.error = "the run store marks this folder unreadable"
+        info.error = rd.problem() or "the run store marks this folder unreadable"
     return info
 
 
