@@ -55,11 +55,12 @@ class ModelConfig:
     source: str = F("zoo:vanilla", "zoo:NAME, path/to/file.py:FACTORY or package.module:FACTORY; a "
                     "factory is the user's code and is executed")
     kwargs: tuple[str, ...] = F((), "factory keyword arguments, name=value (Python literals); zoo models "
-                                "get in_channels, num_classes and input_size from the data unless given")
+                                "get in_channels, num_classes and input_size from the data unless given", length=(0, None))
     weights: tuple[str, ...] = F((), "checkpoint files or globs, read with torch.load(weights_only=True); "
-                                 "several give a trajectory; empty: the model as built (seeded)", semantic=False)
+                                 "several give a trajectory; empty: the model as built (seeded)", semantic=False,
+                                 length=(0, None))
     weights_sha256: tuple[str, ...] = F((), "SHA-256 of each resolved weights file: filled in before the run "
-                                        "(part of the run hash); set it to pin the files")
+                                        "(part of the run hash); set it to pin the files", length=(0, None))
     weights_key: str | None = F(None, "key of the dict wrapping the state dict (None: the file is a state dict, "
                                 "or one of state_dict/model_state_dict/model/net)")
     weights_prefix: str = F("", "prefix stripped from state-dict keys (e.g. 'model.' for Lightning checkpoints)")
@@ -85,8 +86,9 @@ class DataConfig:
     input_size: int | None = F(None, "resize images (bilinear) to input_size² pixels; None: as stored", ge=4)
     standardise: bool = F(False, "standardise channels with the training split's mean/std (npz: the probe "
                           "images' own)")
-    mean: tuple[float, ...] = F((), "per-channel mean subtracted after loading (with std; overrides standardise)")
-    std: tuple[float, ...] = F((), "per-channel std divided by after loading", gt=0)
+    mean: tuple[float, ...] = F((), "per-channel mean subtracted after loading (with std; overrides standardise)",
+                                   length=(0, None))
+    std: tuple[float, ...] = F((), "per-channel std divided by after loading", gt=0, length=(0, None))
     x_key: str = F("x", "npz: array of inputs")
     y_key: str = F("y", "npz: array of integer labels (optional in the file)")
 
@@ -99,7 +101,7 @@ class ProbeConfig(ExperimentConfig):
     lenses: tuple[str, ...] = F(("auto",), "lenses to compute: auto (every one that applies) or some of "
                                 + ", ".join(LENSES))
     layers: tuple[str, ...] = F((), "restrict the lenses to these named_modules() names (empty: automatic: "
-                                "every conv/linear, and the block outputs for dgr)")
+                                "every conv/linear, and the block outputs for dgr)", length=(0, None))
     batch_size: int = F(64, "images per forward pass (memory only)", ge=1, semantic=False)
     rf: RFSettings = sub(RFSettings, "first-layer receptive fields")
     agop: AGOPSettings = sub(AGOPSettings, "AGOP computation (nfa, cnfa)")
