@@ -516,3 +516,22 @@ def test_lens_figures_have_no_layout_problems():
                 {"title": "R", "curves": {"R_f": [1.0, 0.01]}, "baselines": {"R = 1": 1.0}, "log": True}])}
     for name, fig in figs.items():
         assert layout_problems(fig) == [], name
+
+
+def test_cifar10_archive_and_zoo_defaults(tmp_path):
+    import pickle
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        b = {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 6).tolist()}
+        (d / name).write_bytes(pickle.dumps(b, protocol=2))
+    out = tmp_path / "runs"
+    r = _invoke("probe", "zoo:lenet", "--data", "cifar10", "--root", tmp_path, "--n-images", 6, "--lenses",
+                "rf,spectrum", "--set", "data.standardise=true", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    (rd,) = (out / "probe").iterdir()
+    s = json.loads((rd / "summary.json").read_text())
+    assert s["data"] == "cifar10:test" and s["n_images"] == 6 and s["rf_D"] == 3 * 5 * 5  # in_channels from the data
+    assert s["accuracy"] is not None

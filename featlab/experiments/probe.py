@@ -140,9 +140,9 @@ class ProbeConfig(ExperimentConfig):
             if not root or not os.path.isfile(os.path.expanduser(root)):
                 raise ConfigError("data.root", "dataset=npz needs the path of an existing .npz file", d.root)
         elif d.dataset != "digits":
-            if not root or not os.path.isdir(os.path.expanduser(root)):
-                raise ConfigError("data.root", f"dataset={d.dataset} needs an existing folder holding the archive "
-                                  "(or $FEATLAB_DATA); nothing is downloaded", d.root)
+            from ..data.images import require
+
+            require(d.dataset, d.root, "data.root")  # the archive's files, looked up without reading them
 
 
 def tiny() -> ProbeConfig:
