@@ -31,8 +31,8 @@ Cost and memory, per checkpoint (n probe images, B = ``batch_size``, c model out
 - cnfa: 1 forward + c backwards per batch for all conv layers at once; memory one batch of
   activations plus Σ_ℓ (c_in·q²)² float64 for the layers' G (e.g. 0.7 GB for resnet18).
 - dgr: 3 forwards per image per model (trained, shuffled, and the init once); the mean
-  protocol streams batches whose captured features (3·b × Σ_ℓ layer size, float32 + float64)
-  fit ``max_feature_mb`` (b shrinks below ``batch_size`` for wide layers); the median protocol
+  protocol streams batches whose captured features (3·b × Σ_ℓ layer size × 20 bytes) fit
+  ``max_feature_mb`` (b shrinks below ``batch_size`` for wide layers); the median protocol
   holds all n images of one layer at a time; ``bn_init="batch"`` needs all n images in one
   batch.
 - With c above ``sketch_above`` the AGOP lenses use an unbiased Gaussian sketch of the
@@ -110,9 +110,9 @@ class DGRSettings:
                      "batch (batch statistics over all probe images as the reference does at init; "
                      "memory ∝ n_images)", choices=("eval", "batch"))
     max_feature_mb: float = F(256.0, "the mean protocol's batch is shrunk so that the captured features of one "
-                              "forward (x, τx, x+η of every probed layer, float32 + float64 copies) stay "
-                              "under this many MB (memory only; the result does not depend on it)", gt=0,
-                              semantic=False)
+                              "forward (x, τx, x+η of every probed layer: float32 capture, float64 copy and "
+                              "one float64 temporary) stay under this many MB (memory only; the result does "
+                              "not depend on it)", gt=0, semantic=False)
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,7 @@ class LensSuite:
         return {"output": pick(res), "layers": {f: pick(res["layers"][f]) for f in names}, "T": res["T"]}
 
     def _dgr_batch(self, model, names: list[str]) -> int:
-        """``batch_size``, shrunk so that 3·b·Σ_ℓ numel_ℓ·12 bytes ≤ ``max_feature_mb`` (mean protocol)."""
+        """``batch_size``, shrunk so that 3·b·Σ_ℓ numel_ℓ·20 bytes ≤ ``max_feature_mb`` (mean protocol)."""
         if self.s.dgr.protocol != "mean" or not names:
             return self.batch_size
         if self._dgr_numel is None:
@@ -387,7 +387,8 @@ class LensSuite:
             else:
                 with output_selected(model, self.output):
                     self._dgr_numel = sum(feature_numel(model, self.X[:1], names).values())
-        per_image = 3 * 12 * max(1, self._dgr_numel)  # bytes: x, τx, x+η; float32 capture + float64 copy
+        # bytes per image: x, τx, x+η × (float32 capture + float64 copy + one float64 temporary)
+        per_image = 3 * 20 * max(1, self._dgr_numel)
         return max(1, min(self.batch_size, int(self.s.dgr.max_feature_mb * 2**20 // per_image)))
 
     def _dgr(self, model) -> dict:
