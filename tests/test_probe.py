@@ -127,8 +127,7 @@ def test_cli_end_to_end_factory_two_checkpoints(tmp_path, factory):
     assert "lenses_vs_step" in figs and len(figs) == 7
     rows = rd.read_metrics()
     assert {r["step"] for r in rows} == {0, 20} and {r["lens"] for r in rows} >= {"cnfa", "dgr", "rf"}
-    # the summary's CNFA is the library's, on the loaded checkpoint with the step-0 init
-    from featlab.experiments.probe import load_probe_data  # noqa: F401  (import check)
+    # the first-layer IPRs are the library's, on the loaded checkpoint
     arrays = rd.read_arrays()
     W = torch.load(paths[-1], weights_only=True)["state_dict"]["0.weight"].double()
     assert np.allclose(arrays["ckpt1/rf/ipr"], ipr(W.flatten(1)).numpy())
@@ -217,7 +216,8 @@ def test_convention_linear_output_gram_gives_the_input_agop_and_subsampled_nfa_i
     S = torch.randperm(W.shape[1], generator=torch.Generator().manual_seed(0))[:40].sort().values
     full = matrix_power_psd(G, 0.5)
     assert torch.allclose(_gram_power(W, Ks["5"], 0.5, S), full[S][:, S], atol=1e-9 * float(full.abs().max()))
-    suite = LensSuite(model, X, lenses=["nfa"], settings=_with(nfa__max_dim=40), generator=lambda s: make_generator(3, s))
+    suite = LensSuite(model, X, lenses=["nfa"], settings=_with(nfa__max_dim=40),
+                      generator=lambda s: make_generator(3, s))
     got = suite.measure(model)["nfa"]["5"]
     assert got["subsampled"] and got["n_coords"] == 40
     S = suite._coords("5", W.shape[1])

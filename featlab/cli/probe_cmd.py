@@ -39,7 +39,8 @@ EXAMPLES["probe"] = ["featlab probe zoo:resnet18 -w 'ckpts/epoch_*.pt' --data ci
 @click.option("--preset", default="default", show_default=True, help="Preset the options apply to.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Any other field of `featlab list --fields probe`. Repeatable.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output root (default $FEATLAB_OUT or ./runs).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output root (default $FEATLAB_OUT or ./runs).")
 @click.option("--force", is_flag=True, help="Redo the run even if it is DONE.")
 @click.option("--quiet", is_flag=True, help="No console log lines.")
 def probe_cmd(model, weights, init_weights, kwargs, output, dataset, root, n_images, input_size, lenses, layers,

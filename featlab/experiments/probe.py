@@ -21,7 +21,6 @@ source, factory or weights file is a one-line error with nothing written.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,7 +54,8 @@ class ModelConfig:
     source: str = F("zoo:vanilla", "zoo:NAME, path/to/file.py:FACTORY or package.module:FACTORY; a "
                     "factory is the user's code and is executed")
     kwargs: tuple[str, ...] = F((), "factory keyword arguments, name=value (Python literals); zoo models "
-                                "get in_channels, num_classes and input_size from the data unless given", length=(0, None))
+                                "get in_channels, num_classes and input_size from the data unless given",
+                                length=(0, None))
     weights: tuple[str, ...] = F((), "checkpoint files or globs, read with torch.load(weights_only=True); "
                                  "several give a trajectory; empty: the model as built (seeded)", semantic=False,
                                  length=(0, None))
@@ -428,9 +428,10 @@ def run(cfg: ProbeConfig, ctx) -> dict:
                       generator=lambda stream: ctx.generator(stream))
     plan = suite.plan
     init_kind = suite.init_kind
-    ctx.log.info("probe %s on %d images of %s: lenses %s; init %s%s", m.source, X.shape[0], data_name,
+    ctx.log.info("probe %s on %d images of %s: lenses %s; init %s%s%s", m.source, X.shape[0], data_name,
                  ", ".join(plan.lenses), init_kind,
-                 "; skipped " + "; ".join(f"{k}: {v}" for k, v in plan.skipped.items()) if plan.skipped else "")
+                 "; skipped " + "; ".join(f"{k}: {v}" for k, v in plan.skipped.items()) if plan.skipped else "",
+                 "; " + "; ".join(plan.notes.values()) if plan.notes else "")
     meta, results = [], []
     with ctx.progress(max(1, len(paths)), desc="checkpoints", unit="ckpt") as bar:
         for i, p in enumerate(paths or [None]):
@@ -462,7 +463,8 @@ def summarise(cfg: ProbeConfig, suite, results: list[dict], steps: list, xlabel:
     plan, last = suite.plan, results[-1]
     s = {"model": cfg.model.source, "data": data_name, "n_images": int(suite.X.shape[0]),
          "n_checkpoints": len(results), "steps": list(steps), "step_axis": xlabel, "init_kind": init_kind,
-         "lenses": plan.lenses, "skipped": plan.skipped, "sketched": suite.sketched, "n_outputs": suite.n_outputs,
+         "lenses": plan.lenses, "skipped": plan.skipped, "notes": plan.notes, "sketched": suite.sketched,
+         "n_outputs": suite.n_outputs,
          "dgr_layer_source": plan.dgr_source if "dgr" in plan.lenses else None, **headline(last)}
     for lens in ("nfa", "cnfa"):
         if lens in last:
@@ -511,11 +513,13 @@ def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> N
                  ("rho_fresh_trained", "fresh init ρ(W̄_fᵀW̄_f, W̄ᵀW̄) (i_val)", "#2471a3")]
     have = lambda rows, keys: [k for k in keys if any(r.get(k[0]) is not None for r in rows.values())]  # noqa: E731
     if last.get("nfa"):
-        ctx.save_figure(lp.plot_rho_bars(last["nfa"], have(last["nfa"], keys_nfa), f"correlation ({cfg.nfa.metric})"), "nfa",
+        fig = lp.plot_rho_bars(last["nfa"], have(last["nfa"], keys_nfa), f"correlation ({cfg.nfa.metric})")
+        ctx.save_figure(fig, "nfa",
                         f"NFA per linear layer ({what}), α = {cfg.nfa.alpha:g}, against the untrained net and "
                         f"the init's own WᵀW; init = {init_txt}.{sk}")
     if last.get("cnfa"):
-        ctx.save_figure(lp.plot_rho_bars(last["cnfa"], have(last["cnfa"], keys_cnfa), f"correlation ({cfg.cnfa.metric})"), "cnfa",
+        fig = lp.plot_rho_bars(last["cnfa"], have(last["cnfa"], keys_cnfa), f"correlation ({cfg.cnfa.metric})")
+        ctx.save_figure(fig, "cnfa",
                         f"CNFA per conv layer ({what}), α = {cfg.cnfa.alpha:g}, against the untrained net and "
                         f"the init's own CNFM; init = {init_txt}.{sk}")
     if "dgr" in last:

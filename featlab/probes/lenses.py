@@ -148,6 +148,7 @@ def _mean(vals: Iterable) -> float | None:
 class _Plan:
     lenses: list[str]
     skipped: dict[str, str]
+    notes: dict[str, str] = field(default_factory=dict)
     rf_layer: str | None = None
     linears: list[str] = field(default_factory=list)
     convs: list[str] = field(default_factory=list)
@@ -190,6 +191,7 @@ class LensSuite:
                  generator: Callable[[str], torch.Generator] | None = None):
         from ..utils import make_generator
         from .adapt import output_selected
+        from .hooks import eval_mode
         from .layer_select import call_counts
 
         self.X, self.y, self.output = X, y, output
@@ -201,10 +203,8 @@ class LensSuite:
         self.generator = generator or (lambda stream: make_generator(0, stream, X.device))
         with output_selected(model, output):
             self.counts = call_counts(model, X[:2])
-            with torch.no_grad():
-                from .hooks import eval_mode
-                with eval_mode(model):
-                    out = model(X[:2])
+            with torch.no_grad(), eval_mode(model):
+                out = model(X[:2])
         self.n_outputs = int(out.reshape(out.shape[0], -1).shape[1])
         self.plan = self._plan(model, list(lenses), list(layers))
         self._cnfa_cache: dict = {}
@@ -267,6 +267,9 @@ class LensSuite:
                 try:
                     p.dgr_names = fx_layer_map(model, names)
                     p.dgr_source = "fx"
+                    many = [n for n in names if c.get(n, 0) > 1]
+                    p.notes["dgr"] = (f"{', '.join(many)} run several times per forward: read by torch.fx nodes "
+                                      f"({', '.join(f for n in many for f in p.dgr_names[n])})")
                 except ValueError as e:
                     keep = [n for n in names if c.get(n, 0) == 1]
                     skip("dgr_layers", f"{', '.join(n for n in names if n not in keep)} run several times per "
