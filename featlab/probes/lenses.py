@@ -283,6 +283,15 @@ class LensSuite:
         return p
 
     # ------------------------------------------------------------------------------ helpers
+    def _cpu_generator(self, stream: str) -> torch.Generator:
+        """A CPU generator for ``stream`` (seeded from the stream's generator when that one is not
+        on the CPU), for draws that must happen on the CPU (random eigenbases)."""
+        g = self.generator(stream)
+        if g.device.type == "cpu":
+            return g
+        seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+        return torch.Generator().manual_seed(seed)
+
     def _agop_kw(self) -> dict:
         a = self.s.agop
         sketch = a.outputs == "sketch" or (a.outputs == "auto" and self.n_outputs > a.sketch_above)
