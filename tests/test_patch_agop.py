@@ -203,3 +203,67 @@ def test_cuda_matches_cpu():
     g = torch.Generator(device="cuda").manual_seed(0)
     G = patch_agop(mc, "2", X.cuda(), outputs="sketch", n_sketch=4, generator=g)
     assert G.shape == ref.shape and G.device.type == "cpu"
+
+
+def _hand_built_bias_free(model, idx, X):
+    """Reference construction for a Sequential: the input h of conv ``idx`` is unfolded into independent
+    patches, the conv is re-implemented as einsum(u, W̄) *without* its bias, the rest of the network
+    follows, and vmap(jacrev) is taken w.r.t. the patches (convrfm ``PatchConvLayer``)."""
+    from torch.func import jacrev, vmap
+
+    conv = model[idx]
+    with torch.no_grad():
+        h = model[:idx](X)
+    U = unfold_patches(h, conv)  # (n, Ho, Wo, D)
+    Wbar = conv.weight.detach().reshape(conv.out_channels, -1)
+    rest = model[idx + 1:]
+
+    def f(u):
+        o = torch.einsum("hwd,kd->khw", u, Wbar).unsqueeze(0)  # no bias
+        return rest(o).reshape(-1)
+
+    J = vmap(jacrev(f))(U)  # (n, c, Ho, Wo, D)
+    flat = J.reshape(-1, J.shape[-1])
+    return (flat.T @ flat / X.shape[0]).detach()
+
+
+@pytest.mark.parametrize("layer", ["0", "2"])
+def test_drop_bias_quirk_equals_a_hand_built_bias_free_construction(layer, gen):
+    torch.manual_seed(9)
+    model = _net(10).double().eval()
+    with torch.no_grad():
+        model[int(layer)].bias.uniform_(0.5, 1.5)  # large enough to matter through the nonlinearities
+    X = torch.randn(4, 2, 5, 5, generator=gen, dtype=torch.float64)
+    ref = _hand_built_bias_free(model, int(layer), X)
+    for method in ("fast", "oracle"):
+        assert _rel(patch_agop(model, layer, X, method=method, drop_bias=True), ref) < 1e-10
+    assert _rel(patch_agop(model, layer, X), ref) > 1e-3  # the bias does change G
+    # several layers share no pass: each layer loses only its own bias, as in the reference
+    Ks, _ = conv_output_grams(model, ["0", "2", "4"], X, drop_bias=True)
+    for name in ("0", "2", "4"):
+        assert _rel(Ks[name], conv_output_gram(model, name, X, drop_bias=True)[0]) < 1e-12
+    assert _rel(Ks["4"], conv_output_gram(model, "4", X)[0]) > 1e-6  # "4" has a bias too
+
+
+def test_sandwich_equals_the_plain_product_and_is_symmetric(gen):
+    from featlab.probes._patch_agop import sandwich
+
+    W = torch.randn(7, 2500, generator=gen, dtype=torch.float64)
+    A = torch.randn(7, 7, generator=gen, dtype=torch.float64)
+    K = A @ A.T
+    G = sandwich(W, K, block=600)  # 5 blocks, the last one short
+    assert _rel(G, W.T @ K @ W) < 1e-13 and torch.equal(G, G.T) and G.dtype == torch.float64
+    G32 = sandwich(W.float(), K)
+    assert G32.dtype == torch.float64 and _rel(G32, W.T @ K @ W) < 1e-5
+
+
+def test_convention_float32_model_products_keep_float32_accuracy(gen):
+    """A float32 model runs its products in float32 and accumulates batches in float64: G equals the float64
+    computation of the same network to float32 accuracy."""
+    torch.manual_seed(4)
+    model = _net(10)
+    X = torch.randn(9, 2, 5, 5, generator=gen)
+    for layer in ("0", "2"):
+        G32 = patch_agop(model, layer, X, batch_size=4)
+        G64 = patch_agop(copy.deepcopy(model).double(), layer, X.double())
+        assert G32.dtype == torch.float64 and _rel(G32, G64) < 2e-5

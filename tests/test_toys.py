@@ -54,3 +54,12 @@ def test_bars_block_shapes():
         h, w = (3, 7) if int(y[i]) == 0 else (7, 3)
         assert len(rows) == h and len(cols) == w and float(X[i].sum()) == h * w
         assert int(rows[-1] - rows[0]) == h - 1 and int(cols[-1] - cols[0]) == w - 1
+
+
+def test_bars_block_pixels_are_set_to_one_not_added():
+    """As the reference: the block replaces the noise (exactly 1 under it, noise elsewhere)."""
+    X, y = bars(20, noise_std=1.5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    X0, _ = bars(20, noise_std=0.0, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    mask = X0 == 1.0  # same draws: the block positions
+    assert bool((X[mask] == 1.0).all()) and int(mask.sum()) == 20 * 21
+    assert abs(float(X[~mask].std()) - 1.5) < 0.05

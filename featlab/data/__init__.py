@@ -15,6 +15,9 @@ _EXPORTS: dict[str, str] = {
     "load_fashion_mnist": "images",
     "load_mnist": "images",
     "natural_patches": "images",
+    # --- image folders (CNFA ImageNet protocol) ---
+    "FolderImages": "folder",
+    "load_image_folder": "folder",
     # --- emergence data ---
     "Elliptical": "elliptical", "GaussianClone": "clone", "Ising": "ising", "KurK": "norta",
     "LatentField": "latent", "Mixture": "mixture", "NLGP": "nlgp", "StudentT": "elliptical",

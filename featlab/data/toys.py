@@ -84,11 +84,13 @@ def digit_in_noise(n: int, *, frame: int = 12, sigma: float = 1.0, split: str = 
 
 def bars(n: int, *, size: int = 16, noise_std: float = 1.5, generator: torch.Generator | None = None,
          dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise images plus a block of ones: 3 x 7 (rows x cols, class 0) or 7 x 3 (class 1).
+    """Noise images with a block of ones: 3 x 7 (rows x cols, class 0) or 7 x 3 (class 1).
 
     Convention:
-        X: (n, 1, size, size) = N(0, noise_std^2) noise + the indicator of the block, whose
-        top-left corner is uniform over the positions that keep it inside the image.
+        X: (n, 1, size, size), N(0, noise_std^2) noise whose pixels under the block are
+        *replaced* by 1 (reference ``hyperparam_cnfa_verification/datasets.py:get_toy_data``:
+        ``X[z, :, i:i+w, j:j+h] = 1``); the block's top-left corner is uniform over the positions
+        that keep it inside the image.
     """
     if size < 7:
         raise ValueError(f"size={size} must be >= 7 (the block length)")
@@ -99,5 +101,5 @@ def bars(n: int, *, size: int = 16, noise_std: float = 1.5, generator: torch.Gen
     for i in range(n):
         h, w = (3, 7) if int(y[i]) == 0 else (7, 3)
         r, c = int(u[i, 0] * (size - h + 1)), int(u[i, 1] * (size - w + 1))
-        X[i, 0, r:r + h, c:c + w] += 1.0
+        X[i, 0, r:r + h, c:c + w] = 1.0
     return X, y

@@ -96,8 +96,13 @@ class DeepConvRFM(BaseKernelEstimator):
         Ridges (reference: 1e-8, 1e-5, 1e-3).
     protocol : {"clean", "reference"}
     mahalanobis : {"agop", "agop_squared"}
-        Effective Mahalanobis matrix: the AGOP (reference ``-sqrtM``) or AGOP^2 (reference
-        default without ``-sqrtM``); Frobenius-normalised.
+        Effective Mahalanobis matrix of the next iteration, Frobenius-normalised. Default
+        ``"agop"``: M = G, the update as the paper states it ((Deep) ConvRFM sets M to the
+        patch-AGOP, and the CNFA it rests on is CNFM ∝ G with power 1, so sampled filters with
+        W^T W ≈ w M track G itself; spec agop_rfm §4, §7); the released code reaches it only
+        with its ``-sqrtM`` flag (patch transform sqrt(G)). ``"agop_squared"`` is the released code's
+        *default* (no ``-sqrtM``: the AGOP itself transforms the patches, so the effective M is
+        G^2), kept as the reference choice.
     thresh : bool
         Zero the smallest 3/4 of the eigenvalues of the patch transform (reference ``-thresh``).
     sample_filters : {"z_sqrtM", "sampleM"}

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._common import check_positive
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "RESNET_LAYERS"]
+__all__ = ["ResNet", "BasicBlock", "Bottleneck", "RESNET_LAYERS", "block_conv1_layers"]
 
 
 class BasicBlock(nn.Module):
@@ -133,3 +133,13 @@ class ResNet(nn.Module):
         h = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, s, s)
         h = self.layer4(self.layer3(self.layer2(self.layer1(h))))  # (B, 512·e, s/8, s/8)
         return self.fc(self.flatten(self.avgpool(h)))  # (B, num_classes)
+
+
+def block_conv1_layers(model: nn.Module) -> list[str]:
+    """``named_modules()`` names of the ``conv1`` of every residual block, in order.
+
+    The layers the CNFA reference measures on ResNets (convrfm
+    ``cnfa_verification/pretrained_conv_nfa.py`` patches only block conv1; the stem conv, the
+    blocks' other convs and the downsample convs are not measured).
+    """
+    return [f"{name}.conv1" for name, m in model.named_modules() if isinstance(m, (BasicBlock, Bottleneck))]

@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "PatchAGOPMethod": "_patch_agop",
     "agop": "_agop",
     "cnfa": "_cnfa",
+    "cnfa_nulls": "_cnfa",
+    "cnfa_reference_layers": "_cnfa",
     "correlation": "_correlation",
     "matrix_power_psd": "_nfa",
     "nfa": "_nfa",

@@ -10,8 +10,14 @@ Convention:
     are directly comparable. Patches use the layer's own kernel size, stride and padding
     (any ``padding_mode``); the conv bias and everything after the conv are "the rest of the
     network"; a skip path around the conv (ResNet) is excluded (it does not depend on u_ij).
-    Mean over images (the reference sums; irrelevant for correlations), sum over outputs,
-    float64 accumulation. groups > 1 and dilation > 1 raise NotImplementedError.
+    Mean over images (the reference sums; irrelevant for correlations), sum over outputs.
+    Precision: the per-batch products (K from ∂f/∂o, and W̄ᵀKW̄) run in the model's own dtype,
+    and the sums over batches accumulate in ``dtype`` (float64 by default); a float64 model is
+    float64 throughout, a float32 model's G carries the float32 error of its own gradients
+    (≈ 1e-6 relative, tested). ``drop_bias=True`` is the reference quirk of convrfm
+    ``PatchConvLayer`` (``cnfa_verification/*_conv_nfa.py``): the measured conv's bias is left
+    out of the patch network, which changes G whenever the rest of the network is nonlinear.
+    groups > 1 and dilation > 1 raise NotImplementedError.
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ from ._agop import (
 )
 from .hooks import get_module
 
-__all__ = ["PatchAGOPMethod", "patch_agop", "unfold_patches", "conv_output_gram", "conv_output_grams"]
+__all__ = ["PatchAGOPMethod", "patch_agop", "unfold_patches", "conv_output_gram", "conv_output_grams",
+           "sandwich"]
 
 
 class PatchAGOPMethod(enum.Enum):
@@ -102,48 +109,86 @@ def _check(outputs, n_sketch, batch_size, chunk_size, store_on):
         raise ValueError(f"store_on must be 'cpu' or 'device', got {store_on!r}")
 
 
+_BLOCK = 512  # columns per block of the symmetric product (GEMMs stay large; ~(b+1)/2b of the flops)
+
+
+def sandwich(Wbar: torch.Tensor, K: torch.Tensor, *, dtype: torch.dtype = torch.float64,
+             block: int = _BLOCK) -> torch.Tensor:
+    """G = W̄ᵀ K W̄ (d, d) for W̄ (k, d) and a symmetric K (k, k), exploiting the symmetry of G.
+
+    Convention:
+        The products run in W̄'s dtype on W̄'s device (K is cast to it); the result is returned
+        in ``dtype``. B = K W̄ is formed once; G is assembled from the blocks G_ij = W̄_iᵀ B_j,
+        j ≥ i, over column blocks of ``block`` columns and mirrored, so for d ≫ ``block`` it
+        costs about half of the plain ``W̄.T @ K @ W̄`` (which it equals up to rounding); G is
+        exactly symmetric (diagonal blocks symmetrised).
+    """
+    ct = Wbar.dtype
+    B = K.to(Wbar.device, ct) @ Wbar  # (k, d)
+    d = Wbar.shape[1]
+    G = torch.empty(d, d, dtype=dtype, device=Wbar.device)
+    edges = list(range(0, d, block)) + [d]
+    for a, b in zip(edges[:-1], edges[1:]):
+        Gab = Wbar[:, a:b].T @ B[:, a:]  # (b-a, d-a): the upper block row, from the diagonal block on
+        D = Gab[:, :b - a]
+        G[a:b, a:b] = (D + D.T) / 2  # the diagonal block, exactly symmetric
+        G[a:b, b:] = Gab[:, b - a:]
+        G[b:, a:b] = Gab[:, b - a:].T
+    return G
+
+
+def _biased(conv: nn.Conv2d, drop_bias: bool) -> bool:
+    return drop_bias and conv.bias is not None
+
+
 def conv_output_gram(model: nn.Module, layer: str, X: torch.Tensor, *, outputs: str = "all",
                      n_sketch: int | None = None, batch_size: int | None = None,
                      chunk_size: int | None = None, store_on: str = "cpu",
                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                     force_eval: bool = True) -> tuple[torch.Tensor, int]:
+                     force_eval: bool = True, drop_bias: bool = False) -> tuple[torch.Tensor, int]:
     """K = (1/n) Σ_p Σ_ij Σ_k (∂f_k/∂o_ij)(∂f_k/∂o_ij)ᵀ, (k_out, k_out), and the number of outputs c.
 
-    o_ij is the conv output (bias included) at position (i, j); arguments as :func:`patch_agop`.
+    o_ij is the conv output at position (i, j) (bias included unless ``drop_bias``); arguments
+    as :func:`patch_agop`. The single-layer case of :func:`conv_output_grams`.
     """
-    _check(outputs, n_sketch, batch_size, chunk_size, store_on)
-    _conv(model, layer)
-    cast_dtype, device = _model_dtype_device(model)
-    device = device or X.device
-    method = AGOPMethod.SKETCH if outputs == "sketch" else AGOPMethod.AUTOGRAD_SUM
-    K, c = None, None
-    with contextlib.ExitStack() as stack:
-        _enter_probe_mode(stack, model, force_eval)
-        leaf = stack.enter_context(_LayerLeaf(get_module(model, layer), layer, where="output"))
-        for g, _k, c in _forward_blocks(model, X, method=method, layer_in=leaf, batch_size=batch_size,
-                                        chunk_size=chunk_size, n_sketch=n_sketch, generator=generator,
-                                        cast_dtype=cast_dtype, device=device):
-            gk = g.detach().to(dtype).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)  # (m·B, k_out, Ho·Wo)
-            Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0)  # (k_out, k_out); no channels-last copy
-            Kb = Kb.cpu() if store_on == "cpu" else Kb
-            K = Kb if K is None else K + Kb.to(K.device)
-    return K / X.shape[0], c
+    Ks, c = conv_output_grams(model, [layer], X, outputs=outputs, n_sketch=n_sketch, batch_size=batch_size,
+                              chunk_size=chunk_size, store_on=store_on, generator=generator, dtype=dtype,
+                              force_eval=force_eval, drop_bias=drop_bias)
+    return Ks[layer], c
 
 
 def conv_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *, outputs: str = "all",
                       n_sketch: int | None = None, batch_size: int | None = None,
                       chunk_size: int | None = None, store_on: str = "cpu",
                       generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                      force_eval: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+                      force_eval: bool = True, drop_bias: bool = False) -> tuple[dict[str, torch.Tensor], int]:
     """K of several conv layers from the same backward passes: ({layer: (k_out, k_out)}, c).
 
     A forward hook adds a zero tensor δ_ℓ (``requires_grad``) to each conv's output, so one
     backward per output (or cotangent chunk) yields ∂f/∂o_ℓ for every layer at once; the cost
     is that of the earliest layer alone. Equal to :func:`conv_output_gram` per layer.
+
+    ``drop_bias=True`` (reference quirk) removes each measured conv's bias from the forward
+    pass; as in the reference only the measured layer loses its bias, so every biased layer
+    then gets a pass of its own (bias-free layers still share one).
     """
     _check(outputs, n_sketch, batch_size, chunk_size, store_on)
     layers = list(layers)
-    convs = [_conv(model, name) for name in layers]
+    convs = {name: _conv(model, name) for name in layers}
+    groups = [[n for n in layers if not _biased(convs[n], drop_bias)]]
+    groups += [[n] for n in layers if _biased(convs[n], drop_bias)]
+    K: dict[str, torch.Tensor] = {}
+    c = None
+    for group in (g for g in groups if g):
+        Kg, c = _grams(model, group, convs, X, outputs=outputs, n_sketch=n_sketch, batch_size=batch_size,
+                       chunk_size=chunk_size, store_on=store_on, generator=generator, dtype=dtype,
+                       force_eval=force_eval, drop_bias=drop_bias)
+        K.update(Kg)
+    return {name: K[name] for name in layers}, c
+
+
+def _grams(model, layers, convs, X, *, outputs, n_sketch, batch_size, chunk_size, store_on, generator, dtype,
+           force_eval, drop_bias):
     cast_dtype, device = _model_dtype_device(model)
     device = device or X.device
     method = AGOPMethod.SKETCH if outputs == "sketch" else AGOPMethod.AUTOGRAD_SUM
@@ -152,17 +197,21 @@ def conv_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *, o
     c = None
 
     def make_hook(name):
+        bias = convs[name].bias if _biased(convs[name], drop_bias) else None
+
         def hook(_m, _a, out):
             if name in deltas:
                 raise ValueError(f"layer {name!r} is called more than once per forward; K is ambiguous")
             deltas[name] = torch.zeros_like(out).requires_grad_(True)  # (B, k_out, Ho, Wo)
+            if bias is not None:
+                out = out - bias.detach()[:, None, None]  # the reference's bias-free patch layer
             return out + deltas[name]
         return hook
 
     with contextlib.ExitStack() as stack:
         _enter_probe_mode(stack, model, force_eval)
-        for name, conv in zip(layers, convs):
-            stack.callback(conv.register_forward_hook(make_hook(name)).remove)
+        for name in layers:
+            stack.callback(convs[name].register_forward_hook(make_hook(name)).remove)
         for sl in _batches(X.shape[0], batch_size):
             xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
             deltas.clear()
@@ -175,14 +224,15 @@ def conv_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *, o
             for V, _k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
                 gs = _vjp(out, [deltas[name] for name in layers], V, retain=not last)
                 for name, g in zip(layers, gs):
-                    gk = (g.detach().to(dtype) * scale).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)
-                    Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0)  # (k_out, k_out)
+                    g = g.detach()
+                    gk = (g if scale == 1.0 else g * scale).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)
+                    Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0).to(dtype)  # (k_out, k_out), model dtype
                     Kb = Kb.cpu() if store_on == "cpu" else Kb
                     K[name] = Kb if name not in K else K[name] + Kb.to(K[name].device)
     return {name: K[name] / X.shape[0] for name in layers}, c
 
 
-def _oracle(model, layer, X, *, batch_size, chunk_size, dtype, force_eval, store_on):
+def _oracle(model, layer, X, *, batch_size, chunk_size, dtype, force_eval, store_on, drop_bias=False):
     from torch.func import jacrev, vmap
 
     conv = _conv(model, layer)
@@ -193,7 +243,7 @@ def _oracle(model, layer, X, *, batch_size, chunk_size, dtype, force_eval, store
         _enter_probe_mode(stack, model, force_eval)
         inp = stack.enter_context(_LayerLeaf(conv, layer, where="input"))
         Wbar = conv.weight.detach().reshape(conv.out_channels, -1)  # (k_out, D)
-        b = conv.bias.detach() if conv.bias is not None else None
+        b = conv.bias.detach() if conv.bias is not None and not drop_bias else None
         for sl in _batches(X.shape[0], batch_size):
             xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
             inp.calls = 0
@@ -228,7 +278,8 @@ def patch_agop(model: nn.Module, layer: str, X: torch.Tensor, *,
                method: PatchAGOPMethod | str = PatchAGOPMethod.FAST, outputs: str = "all",
                n_sketch: int | None = None, batch_size: int | None = None, chunk_size: int | None = None,
                store_on: str = "cpu", generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float64, force_eval: bool = True, return_info: bool = False):
+               dtype: torch.dtype = torch.float64, force_eval: bool = True, drop_bias: bool = False,
+               return_info: bool = False):
     """Patch-AGOP of the conv layer ``layer`` over the images ``X`` (n, c, H, W).
 
     Parameters
@@ -249,9 +300,12 @@ def patch_agop(model: nn.Module, layer: str, X: torch.Tensor, *,
         Memory knobs (images per forward, outputs per batched backward / jacrev chunk, where the
         accumulator lives); they never change the result.
     dtype : torch.dtype
-        Accumulation dtype (float64).
+        Accumulation and result dtype (float64); per-batch products run in the model's dtype.
     force_eval : bool
         eval() for the call (modes restored); with False, train-mode BatchNorm is refused.
+    drop_bias : bool
+        Reference quirk (convrfm ``PatchConvLayer``): leave the layer's bias out of the patch
+        network. Default False: the bias is part of "the rest of the network".
     return_info : bool
         Also return an :class:`AGOPInfo`.
 
@@ -270,13 +324,13 @@ def patch_agop(model: nn.Module, layer: str, X: torch.Tensor, *,
         if outputs != "all":
             raise ValueError("outputs='sketch' is only available with method='fast'")
         G, c = _oracle(model, layer, X, batch_size=batch_size, chunk_size=chunk_size, dtype=dtype,
-                       force_eval=force_eval, store_on=store_on)
+                       force_eval=force_eval, store_on=store_on, drop_bias=drop_bias)
     else:
         K, c = conv_output_gram(model, layer, X, outputs=outputs, n_sketch=n_sketch, batch_size=batch_size,
                                 chunk_size=chunk_size, store_on=store_on, generator=generator,
-                                dtype=dtype, force_eval=force_eval)
-        Wbar = conv.weight.detach().reshape(conv.out_channels, -1).to(K.device, dtype)  # (k_out, D)
-        G = Wbar.T @ K @ Wbar  # (D, D)
+                                dtype=dtype, force_eval=force_eval, drop_bias=drop_bias)
+        Wbar = conv.weight.detach().reshape(conv.out_channels, -1)  # (k_out, D), model dtype
+        G = sandwich(Wbar, K, dtype=dtype).to(K.device)  # (D, D)
     if return_info:
         sk = outputs == "sketch"
         return G, AGOPInfo(method=method.value, sketched=sk, n_sketch=n_sketch if sk else None,
