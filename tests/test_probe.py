@@ -176,9 +176,22 @@ def test_each_lens_equals_its_library_call():
     # nfa: the library's nfa (AGOP of the layer input, eigh power) and the untrained net's
     assert r["nfa"]["5"]["rho"] == pytest.approx(nfa(model, "5", X, alpha=0.5)[0.5], abs=1e-9)
     assert r["nfa"]["5"]["rho_untrained"] == pytest.approx(nfa(init, "5", X, alpha=0.5)[0.5], abs=1e-9)
-    # cnfa: the library's rows with the same init
-    rows = {row.layer: row for row in cnfa(model, X, init_state=init)}
+    # nfa nulls: featlab.probes.cnfa_nulls on (W, K, K₀) with the same Haar draws (its explicit d×d
+    # eigh route against the lens's thin-SVD route)
+    from featlab.probes import cnfa_nulls
+
+    K = linear_output_grams(model, ["5"], X)[0]["5"]
+    K0 = linear_output_grams(init, ["5"], X)[0]["5"]
+    ref = cnfa_nulls(model[5].weight.detach().double(), K, K0, alpha=0.5, metrics=("pearson",), n_draws=20,
+                     generator=gen("nfa-nulls-5"))["pearson"]
+    assert r["nfa"]["5"]["null_init_K"] == pytest.approx(ref.init_K, abs=1e-8)
+    assert r["nfa"]["5"]["null_random_eigvecs"] == pytest.approx(ref.random_eigvecs, abs=1e-8)
+    # cnfa: the library's rows with the same init and null draws (same batches: float32 products)
+    rows = {row.layer: row for row in cnfa(model, X, init_state=init, batch_size=8,
+                                           null_generator=gen("cnfa-nulls"))}
     for name in ("0", "2"):
+        assert r["cnfa"][name]["null_init_K"] == pytest.approx(rows[name].null_init_K, abs=1e-10)
+        assert r["cnfa"][name]["null_random_eigvecs"] == pytest.approx(rows[name].null_random_eigvecs, abs=1e-10)
         assert r["cnfa"][name]["rho_trained"] == pytest.approx(rows[name].rho_trained, abs=1e-12)
         assert r["cnfa"][name]["rho_untrained"] == pytest.approx(rows[name].rho_untrained, abs=1e-12)
         assert r["cnfa"][name]["rho_init_trained"] == pytest.approx(rows[name].rho_init_trained, abs=1e-12)
@@ -535,3 +548,24 @@ def test_cifar10_archive_and_zoo_defaults(tmp_path):
     s = json.loads((rd / "summary.json").read_text())
     assert s["data"] == "cifar10:test" and s["n_images"] == 6 and s["rf_D"] == 3 * 5 * 5  # in_channels from the data
     assert s["accuracy"] is not None
+
+
+def test_image_folder_with_imagenet_normalisation(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / cls / f"{i}.png")
+    out = tmp_path / "runs"
+    args = ["probe", "zoo:lenet", "--data", "folder", "--root", tmp_path / "imgs", "--input-size", 32,
+            "--n-images", 4, "--lenses", "rf", "--out", out, "--quiet"]
+    r = _invoke(*args, "--set", "data.normalise=imagenet", "--set", "data.resize=36")
+    assert r.exit_code == 0, r.output
+    (rd,) = (out / "probe").iterdir()
+    s = json.loads((rd / "summary.json").read_text())
+    assert s["data"] == "folder:imgs" and s["n_images"] == 4 and s["rf_D"] == 3 * 25
+    r = _invoke("probe", "zoo:lenet", "--data", "digits", "--set", "data.normalise=imagenet", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "data.normalise" in r.output and not (tmp_path / "x").exists()

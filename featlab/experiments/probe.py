@@ -44,7 +44,7 @@ from .registry import Claim, Experiment, register
 __all__ = ["ProbeConfig", "ModelConfig", "DataConfig", "resolve", "run", "tiny", "default"]
 
 NAME = "probe"
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "tensor")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "folder", "npz", "tensor")
 _SHAPES = {"digits": (1, 8, 8, 10), "mnist": (1, 28, 28, 10), "fashion_mnist": (1, 28, 28, 10),
            "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
 
@@ -78,12 +78,18 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = F("digits", "probe images: a built-in set (digits ships with scikit-learn; the others are "
-                     "local archives under root), npz (root = the .npz file), or tensor (inputs handed over in "
-                     "Python: featlab.probes.Tracker only)", choices=DATASETS)
-    root: str | None = F(None, "folder holding the archive, or the .npz file; None: $FEATLAB_DATA")
+                     "local archives under root), folder (JPEG/PNG files, flat or in class sub-folders), npz "
+                     "(root = the .npz file), or tensor (inputs handed over in Python: featlab.probes.Tracker "
+                     "only)", choices=DATASETS)
+    root: str | None = F(None, "folder holding the archive, the image folder, or the .npz file; None: $FEATLAB_DATA")
     split: str = F("test", "which split the probe images come from (npz: the whole file)", choices=("test", "train"))
     n_images: int = F(256, "probe images (a seeded random subset)", ge=2, cost="time and memory ∝ n_images")
-    input_size: int | None = F(None, "resize images (bilinear) to input_size² pixels; None: as stored", ge=4)
+    input_size: int | None = F(None, "resize images (bilinear) to input_size² pixels; None: as stored (folder: "
+                               "the centre-crop side, None: 224 as the ImageNet reference)", ge=4)
+    resize: int = F(256, "folder: the shorter side is resized to this before the centre crop (reference: 256)",
+                    ge=4, tag="[code]")
+    normalise: str = F("none", "imagenet: standardise with the ImageNet mean/std (the reference's transform "
+                       "for ImageNet weights); none: as loaded", choices=("none", "imagenet"))
     standardise: bool = F(False, "standardise channels with the training split's mean/std (npz: the probe "
                           "images' own)")
     mean: tuple[float, ...] = F((), "per-channel mean subtracted after loading (with std; overrides standardise)",
@@ -139,6 +145,16 @@ class ProbeConfig(ExperimentConfig):
         elif d.dataset == "npz":
             if not root or not os.path.isfile(os.path.expanduser(root)):
                 raise ConfigError("data.root", "dataset=npz needs the path of an existing .npz file", d.root)
+        elif d.dataset == "folder":
+            from ..data.folder import resolve_folder
+
+            try:
+                resolve_folder(d.root)
+            except FileNotFoundError as e:
+                raise ConfigError("data.root", str(e)) from None
+            if d.resize < (d.input_size or 224):
+                raise ConfigError("data.resize", f"must be >= the crop side data.input_size ({d.input_size or 224})",
+                                  d.resize)
         elif d.dataset != "digits":
             from ..data.images import require
 
@@ -181,6 +197,8 @@ def _data_shape(d: DataConfig) -> tuple[tuple[int, ...], int | None]:
         if d.input_size and len(shape) == 3:
             shape = (shape[0], d.input_size, d.input_size)
         return shape, (int(y.max()) + 1 if y is not None else None)
+    if d.dataset == "folder":  # RGB centre crops; the class count is not the model's (ImageNet: 1000)
+        return (3, d.input_size or 224, d.input_size or 224), None
     C, H, W, k = _SHAPES[d.dataset]
     if d.input_size:
         H = W = d.input_size
@@ -258,6 +276,12 @@ def resolve(cfg: ProbeConfig) -> ProbeConfig:
         raise ConfigError("model.source_sha256", "the factory file changed since its hash was recorded")
     factory = _wrap("model.source", load_factory, src)
     shape = _data_shape(cfg.data)
+    d = cfg.data
+    C = shape[0][0] if len(shape[0]) == 3 else None
+    if d.mean and len(d.mean) != C:
+        raise ConfigError("data.mean", f"needs one value per channel ({C} for {d.dataset})", d.mean)
+    if not d.mean and d.normalise == "imagenet" and C != 3:
+        raise ConfigError("data.normalise", f"imagenet needs RGB images; {d.dataset} has {C} channel(s)")
     kw = model_kwargs(cfg, shape)
     model = _wrap("model.source", build_model, src, kw, seed=0, factory=factory)
     for p in paths + ([os.path.expanduser(m.init_weights)] if m.init_weights else []):
@@ -283,6 +307,12 @@ def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | No
         X, y = load_npz(os.path.expanduser(root), x_key=d.x_key, y_key=d.y_key)
         name = f"npz:{Path(root).name}"
         train = None
+    elif d.dataset == "folder":
+        from ..data.folder import load_image_folder
+
+        fi = load_image_folder(root, d.n_images, size=d.input_size or 224, resize=d.resize, normalise=None,
+                               generator=g)
+        X, y, name, train = fi.x, (fi.y if int(fi.y.min()) >= 0 else None), f"folder:{Path(root).name}", None
     else:
         loaders = {"digits": lambda: images.load_digits(generator=ctx.generator("split", "cpu")),
                    "mnist": lambda: images.load_mnist(root), "fashion_mnist": lambda: images.load_fashion_mnist(root),
@@ -293,13 +323,17 @@ def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | No
     mu = sd = None
     if d.mean:
         mu, sd = torch.tensor(d.mean), torch.tensor(d.std)
+    elif d.normalise == "imagenet":
+        from ..data.folder import IMAGENET_MEAN, IMAGENET_STD
+
+        mu, sd = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     elif d.standardise:  # per-channel statistics of the training split (npz: of the file)
         ref = train if train is not None else X
         dims = (0, 2, 3) if ref.ndim == 4 else (0,)
         mu, sd = ref.mean(dims), ref.std(dims).clamp_min(1e-12)
     idx = torch.randperm(X.shape[0], generator=g)[: min(d.n_images, X.shape[0])].sort().values
     X, y = X[idx], (y[idx] if y is not None else None)
-    if d.input_size and X.ndim == 4 and tuple(X.shape[-2:]) != (d.input_size, d.input_size):
+    if d.input_size and X.ndim == 4 and tuple(X.shape[-2:]) != (d.input_size, d.input_size):  # (folder: already cropped to it)
         X = Fn.interpolate(X, size=(d.input_size,) * 2, mode="bilinear", align_corners=False)
     if mu is not None:
         shape = (1, -1) + (1,) * (X.ndim - 2)
@@ -371,6 +405,8 @@ def headline(res: dict) -> dict:
             h[f"{lens}_rho_untrained_mean"] = _mean(v.get("rho_untrained") for v in rows.values())
             h[f"{lens}_rho_init_trained_mean"] = _mean(v.get("rho_init_trained") for v in rows.values())
             h[f"{lens}_rho_fresh_trained_mean"] = _mean(v.get("rho_fresh_trained") for v in rows.values())
+            h[f"{lens}_null_init_K_mean"] = _mean(v.get("null_init_K") for v in rows.values())
+            h[f"{lens}_null_random_eigvecs_mean"] = _mean(v.get("null_random_eigvecs") for v in rows.values())
     if "dgr" in res:
         d = res["dgr"]
         h.update(D_f=d["trained"]["output"]["D"], G_f=d["trained"]["output"]["G"], R_f=d["trained"]["output"]["R"],
@@ -506,22 +542,30 @@ def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> N
                         + f" and {init_txt}.")
     keys_nfa = [("rho", "trained ρ(WᵀW, G^α)", "#c0392b"), ("rho_untrained", "untrained ρ(W₀ᵀW₀, G₀^α)", "#e59866"),
                 ("rho_init_trained", "true init ρ(W₀ᵀW₀, WᵀW)", "0.5"),
-                ("rho_fresh_trained", "fresh init ρ(W_fᵀW_f, WᵀW)", "#2471a3")]
+                ("rho_fresh_trained", "fresh init ρ(W_fᵀW_f, WᵀW)", "#2471a3"),
+                ("null_init_K", "null: trained W, init K₀", "#7d3c98"),
+                ("null_random_eigvecs", "null: K's spectrum, random eigvecs", "#17a589")]
     keys_cnfa = [("rho_trained", "trained ρ(W̄ᵀW̄, G^α)", "#c0392b"),
                  ("rho_untrained", "untrained ρ(W̄₀ᵀW̄₀, G₀^α)", "#e59866"),
                  ("rho_init_trained", "true init ρ(W̄₀ᵀW̄₀, W̄ᵀW̄)", "0.5"),
-                 ("rho_fresh_trained", "fresh init ρ(W̄_fᵀW̄_f, W̄ᵀW̄) (i_val)", "#2471a3")]
+                 ("rho_fresh_trained", "fresh init ρ(W̄_fᵀW̄_f, W̄ᵀW̄) (i_val)", "#2471a3"),
+                 ("null_init_K", "null: trained W̄, init K₀", "#7d3c98"),
+                 ("null_random_eigvecs", "null: K's spectrum, random eigvecs", "#17a589")]
     have = lambda rows, keys: [k for k in keys if any(r.get(k[0]) is not None for r in rows.values())]  # noqa: E731
     if last.get("nfa"):
         fig = lp.plot_rho_bars(last["nfa"], have(last["nfa"], keys_nfa), f"correlation ({cfg.nfa.metric})")
         ctx.save_figure(fig, "nfa",
-                        f"NFA per linear layer ({what}), α = {cfg.nfa.alpha:g}, against the untrained net and "
-                        f"the init's own WᵀW; init = {init_txt}.{sk}")
+                        f"NFA per linear layer ({what}), α = {cfg.nfa.alpha:g}, against the untrained net, the "
+                        f"init's and a fresh init's WᵀW, and two structural nulls (trained W with the untrained "
+                        f"net's K₀; K's spectrum on random eigenvectors, mean of {cfg.agop.n_null_draws}); "
+                        f"init = {init_txt}.{sk}")
     if last.get("cnfa"):
         fig = lp.plot_rho_bars(last["cnfa"], have(last["cnfa"], keys_cnfa), f"correlation ({cfg.cnfa.metric})")
         ctx.save_figure(fig, "cnfa",
-                        f"CNFA per conv layer ({what}), α = {cfg.cnfa.alpha:g}, against the untrained net and "
-                        f"the init's own CNFM; init = {init_txt}.{sk}")
+                        f"CNFA per conv layer ({what}), α = {cfg.cnfa.alpha:g}, against the untrained net, the "
+                        f"init's CNFM, the reference's i_val (a fresh init's CNFM) and two structural nulls "
+                        f"(trained W̄ with the untrained net's K₀; K's spectrum on random eigenvectors, mean of "
+                        f"{cfg.agop.n_null_draws}); init = {init_txt}.{sk}")
     if "dgr" in last:
         ctx.save_figure(lp.plot_dgr(last["dgr"]), "dgr",
                         f"D, G, R after each probed layer and at the output ({what}; mean protocol, δ = "
@@ -552,10 +596,13 @@ def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> N
                 names = [names[int(round(i))] for i in np.linspace(0, len(names) - 1, 8)]
             panels.append({"title": lens.upper(), "curves": {n: [r[lens][n][key] for r in results] for n in names},
                            "baselines": {"untrained (mean)": b0.get(f"{lens}_rho_untrained_mean"),
-                                         "init vs weights (mean)": col(f"{lens}_rho_init_trained_mean")},
+                                         "init vs weights (mean)": col(f"{lens}_rho_init_trained_mean"),
+                                         "null init K₀ (mean)": col(f"{lens}_null_init_K_mean"),
+                                         "null random eigvecs (mean)": col(f"{lens}_null_random_eigvecs_mean")},
                            "ylabel": f"ρ ({getattr(cfg, lens).metric})"})
-            parts.append(f"{lens.upper()} ρ per layer (up to 8) against the untrained net (dotted) and ρ between "
-                         "the init's and each checkpoint's weight Gram matrices (dashed)")
+            parts.append(f"{lens.upper()} ρ per layer (up to 8) against the untrained net (dotted), ρ between "
+                         "the init's and each checkpoint's weight Gram matrices (dashed) and the two structural "
+                         "nulls (mean over layers)")
     if "dgr" in last:
         panels.append({"title": "D/G/R (output)", "curves": {"R_f": col("R_f"), "R_f shuffled": col("R_f_shuffled")},
                        "baselines": {"R_f init": b0.get("R_f_init"), "R = 1": 1.0},
@@ -578,7 +625,7 @@ def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> N
 
 
 # ---------------------------------------------------------------------------------- claims
-_CNFA_BASELINES = ("rho_untrained", "rho_init_trained", "rho_fresh_trained")
+_CNFA_BASELINES = ("rho_untrained", "rho_init_trained", "rho_fresh_trained", "null_init_K", "null_random_eigvecs")
 
 
 def _cnfa_margins(s: dict) -> dict[str, float]:
@@ -634,8 +681,9 @@ EXPERIMENT = register(Experiment(
                    "untrained net and the init already give",
               source="Beaglehole et al., arXiv:2309.00570 abstract; baselines of featlab issue 14",
               criterion="in every probed conv layer, trained ρ(W̄ᵀW̄, G) exceeds every baseline measured: the "
-                        "untrained net's ρ(W̄₀ᵀW̄₀, G₀), ρ(W̄₀ᵀW̄₀, W̄ᵀW̄) with the true init, and the fresh-init "
-                        "i_val ρ(W̄_fᵀW̄_f, W̄ᵀW̄)",
+                        "untrained net's ρ(W̄₀ᵀW̄₀, G₀), ρ(W̄₀ᵀW̄₀, W̄ᵀW̄) with the true init, the fresh-init "
+                        "i_val ρ(W̄_fᵀW̄_f, W̄ᵀW̄), and the structural nulls ρ(W̄ᵀW̄, W̄ᵀK₀W̄) and "
+                        "ρ(W̄ᵀW̄, W̄ᵀQΛQᵀW̄) (mean over Haar Q)",
               check=_claim_cnfa, value=_margin_cnfa),
         Claim(text="Training makes the net relatively stable to diffeomorphisms: R_f drops below its value at init",
               source="[N21] abstract", criterion="R_f(probed checkpoint) < R_f(init)", check=_claim_R,

@@ -168,7 +168,9 @@ def _draw_vs_step(a, steps, curves, baselines, *, xlabel, ylabel, log) -> None:
     for i, (label, ys) in enumerate(curves.items()):
         a.plot(xs, np.array([_nan(v) for v in ys])[order], "o-", ms=3, label=label, color=f"C{i % 10}")
     styles = [("k", ":"), ("0.45", "--"), ("#8e44ad", "-."), ("#16a085", ":")]
-    for i, (label, b) in enumerate((baselines or {}).items()):
+    baselines = {k: b for k, b in (baselines or {}).items()  # drop baselines not measured
+                 if b is not None and not (isinstance(b, (list, tuple)) and all(v is None for v in b))}
+    for i, (label, b) in enumerate(baselines.items()):
         col, ls = styles[i % len(styles)]
         if isinstance(b, (list, tuple, np.ndarray)):
             a.plot(xs, np.array([_nan(v) for v in b])[order], ls=ls, lw=1.1, label=label, color=col)
@@ -178,7 +180,7 @@ def _draw_vs_step(a, steps, curves, baselines, *, xlabel, ylabel, log) -> None:
         _log_y(a)
     a.set_xlabel(xlabel)
     a.set_ylabel(ylabel)
-    n = len(curves) + len(baselines or {})
+    n = len(curves) + len(baselines)
     if n <= 4:
         a.legend(fontsize=5.5)
     else:  # many entries: below the axes, never over the curves

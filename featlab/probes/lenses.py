@@ -81,6 +81,9 @@ class AGOPSettings:
     n_sketch: int = F(16, "Gaussian output probes of the sketch (backwards per batch)", ge=1,
                       cost="time ∝ n_sketch")
     chunk_size: int | None = F(None, "cotangents per batched backward (memory only; None: one at a time)", ge=1)
+    n_null_draws: int = F(20, "Haar-random eigenbases of the structural null 'K's spectrum on random "
+                          "eigenvectors' (nfa and cnfa; featlab issue 14)", ge=1,
+                          cost="nfa: one SVD of K^½W per draw; cnfa: k×D products per draw")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,11 @@ class CNFASettings:
     alpha: float = F(1.0, "power on the patch-AGOP, W̄ᵀW̄ ∝ G^α (paper: α = 1)", gt=0, tag="[paper]")
     metric: str = F("pearson", "matrix correlation (ImageNet scripts: pearson)", choices=METRICS)
     centered: bool = F(True, "also the centred variant (W−W₀) when the true init is known")
+    selection: str = F("all", "conv layers: all (every Conv2d with groups=1, dilation=1, called once) or "
+                       "reference (the CNFA reference's choice: a ResNet's block conv1 layers, every conv "
+                       "otherwise)", choices=("all", "reference"), tag="[code]")
+    drop_bias: bool = F(False, "reference quirk: leave the conv bias out of the patch network (convrfm "
+                        "PatchConvLayer); changes G on biased layers", quirk=True, tag="[code]")
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,13 @@ def finite_or_none(v) -> float | None:
         return None
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+def _clean(v):
+    """Floats through :func:`finite_or_none`, recursively in dicts (e.g. CNFA ``variants``)."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return finite_or_none(v) if isinstance(v, float) else v
 
 
 def _mean(vals: Iterable) -> float | None:
@@ -239,6 +254,11 @@ class LensSuite:
         p.rf_layer = first[0] if first else None
         p.linears = auto_layers(model, "linears", c, within)
         p.convs = auto_layers(model, "convs", c, within)
+        if self.s.cnfa.selection == "reference":
+            from ._cnfa import cnfa_reference_layers
+
+            ref = set(cnfa_reference_layers(model))
+            p.convs = [n for n in p.convs if n in ref]
         p.spectrum = [n for n in auto_layers(model, "convs", None, within)
                       if mods[n].kernel_size[0] == mods[n].kernel_size[1] >= 2]
         for lens in wanted:
@@ -360,13 +380,10 @@ class LensSuite:
                     stack.enter_context(output_selected(m, self.output))
             rows = cnfa(model, self.X, layers=self.plan.convs, init_state=self.init, fresh_model=self.fresh,
                         metric=s.metric, alpha=s.alpha, centered=s.centered and self.init is not None,
-                        generator=self.generator("cnfa-sketch"), cache=self._cnfa_cache, **self._agop_kw())
-        out = {}
-        for r in rows:
-            d = r.to_dict()
-            out[r.layer] = {k: (finite_or_none(v) if isinstance(v, float) or v is None else v)
-                            for k, v in d.items() if k != "layer"}
-        return out
+                        generator=self.generator("cnfa-sketch"), cache=self._cnfa_cache, drop_bias=s.drop_bias,
+                        nulls=True, n_null_draws=self.s.agop.n_null_draws,
+                        null_generator=self._cpu_generator("cnfa-nulls"), **self._agop_kw())
+        return {r.layer: {k: _clean(v) for k, v in r.to_dict().items() if k != "layer"} for r in rows}
 
     def _dgr_one(self, model, bn_mode: str = "eval") -> dict:
         from ._stability import stability
@@ -477,13 +494,15 @@ class LensSuite:
             nf = self._nfa(model)
             s = self.s.nfa
             for name, v in nf.items():
-                S = v.pop("S")
-                v.pop("K")
+                S, K = v.pop("S"), v.pop("K")
                 W = model.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S]
                 v["rho_untrained"] = b["nfa"][name]["rho"] if "nfa" in b else None
                 for key, ref in (("rho_init_trained", self.init), ("rho_fresh_trained", self.fresh)):
                     W0 = ref.get_submodule(name).weight.detach().to("cpu", torch.float64)[:, S] if ref else None
                     v[key] = finite_or_none(correlation(W0.T @ W0, W.T @ W, s.metric)) if ref else None
+                Wfull = model.get_submodule(name).weight.detach().to("cpu", torch.float64)
+                v.update(_nfa_nulls(Wfull, K, b["nfa"][name]["K"] if "nfa" in b else None, s.alpha, S, s.metric,
+                                    self.s.agop.n_null_draws, self._cpu_generator(f"nfa-nulls-{name}")))
             r["nfa"] = nf
         if "cnfa" in p.lenses:
             r["cnfa"] = self._cnfa(model)
@@ -496,6 +515,28 @@ class LensSuite:
                     v["gamma_init"] = b["spectrum"][name]["gamma"]
                     v["gamma0_init"] = b["spectrum"][name]["gamma0"]
         return r
+
+
+def _nfa_nulls(W: torch.Tensor, K: torch.Tensor, K0: torch.Tensor | None, alpha: float, S: torch.Tensor,
+               metric: str, n_draws: int, g: torch.Generator) -> dict:
+    """The CNFA issue's structural nulls for a linear layer (G = WᵀKW as for a conv):
+    ``null_init_K`` = ρ(WᵀW, (WᵀK₀W)^α) with the untrained net's K₀, and ``null_random_eigvecs``
+    = mean over ``n_draws`` Haar-random Q of ρ(WᵀW, (WᵀQΛQᵀW)^α), Λ the eigenvalues of K
+    (clipped at 0); on the coordinates S, through :func:`_gram_power` (no in × in eigh)."""
+    from ._cnfa import _haar
+    from ._correlation import correlation
+
+    A = W[:, S].T @ W[:, S]
+    init_K = finite_or_none(correlation(A, _gram_power(W, K0, alpha, S), metric)) if K0 is not None else None
+    lam = torch.linalg.eigvalsh(K).clamp_min(0)  # (out,)
+    draws = []
+    for _ in range(n_draws):
+        Q = _haar(len(lam), g)
+        draws.append(correlation(A, _gram_power(W, (Q * lam) @ Q.T, alpha, S), metric))
+    v = torch.tensor(draws, dtype=torch.float64)
+    ok = v[torch.isfinite(v)]
+    return {"null_init_K": init_K, "null_random_eigvecs": finite_or_none(ok.mean()) if len(ok) else None,
+            "null_random_eigvecs_sd": finite_or_none(ok.std()) if len(ok) > 1 else None}
 
 
 def _gram_power(W: torch.Tensor, K: torch.Tensor, alpha: float, S: torch.Tensor) -> torch.Tensor:
