@@ -324,9 +324,12 @@ def test_output_selector_for_dict_models(tmp_path, factory):
     (lambda f, t: ("probe", f"{f}:make_model", "-w", t / "wide.pt"), "does not fit the model"),
     (lambda f, t: ("probe", f"{f}:make_model", "--kwarg", "width"), "model.kwargs"),
     (lambda f, t: ("probe", f"{f}:make_model", "--data", "npz", "--root", t / "none.npz"), "data.root"),
+    (lambda f, t: ("probe", f"{f}:make_model", "--data", "folder", "--root", t / "empty"), "data.root: no .jpg"),
+    (lambda f, t: ("probe", f"{f}:make_model", "--data", "folder", "--root", t / "garbage.pt"), "not a directory"),
 ])
 def test_bad_models_and_weights_one_line_error_nothing_written(tmp_path, factory, make, where):
     (tmp_path / "garbage.pt").write_text("not a checkpoint")
+    (tmp_path / "empty").mkdir()
     torch.save({"model": _Opaque()}, tmp_path / "evil.pt")  # needs pickle to load: refused
     torch.save(_cnn(width=6).state_dict(), tmp_path / "wide.pt")
     out = tmp_path / "runs"
@@ -567,5 +570,6 @@ def test_image_folder_with_imagenet_normalisation(tmp_path):
     (rd,) = (out / "probe").iterdir()
     s = json.loads((rd / "summary.json").read_text())
     assert s["data"] == "folder:imgs" and s["n_images"] == 4 and s["rf_D"] == 3 * 25
+    assert s["accuracy"] is None and "2 class sub-folders" in s["notes"]["labels"]  # not lenet's 10 classes
     r = _invoke("probe", "zoo:lenet", "--data", "digits", "--set", "data.normalise=imagenet", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "data.normalise" in r.output and not (tmp_path / "x").exists()

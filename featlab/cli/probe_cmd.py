@@ -26,8 +26,8 @@ EXAMPLES["probe"] = ["featlab probe zoo:resnet18 -w 'ckpts/epoch_*.pt' --data ci
               help="Keyword argument of the factory (Python literal). Repeatable.")
 @click.option("--output", default=None, metavar="PATH",
               help="For models returning a dict/tuple: the tensor to probe (logits, 0, out.logits).")
-@click.option("--data", "dataset", default=None, help="digits | mnist | fashion_mnist | cifar10 | cifar100 | npz.")
-@click.option("--root", default=None, help="Folder holding the data archive, or the .npz file.")
+@click.option("--data", "dataset", default=None, help="digits | mnist | fashion_mnist | cifar10 | cifar100 | folder | npz.")
+@click.option("--root", default=None, help="Folder holding the data archive, the image folder, or the .npz file.")
 @click.option("--n-images", type=int, default=None, help="Probe images (default 256).")
 @click.option("--input-size", type=int, default=None, help="Resize images to N×N pixels.")
 @click.option("--lenses", default=None, help="Comma-separated: rf, nfa, cnfa, dgr, spectrum (default: auto).")

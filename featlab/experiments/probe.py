@@ -146,11 +146,13 @@ class ProbeConfig(ExperimentConfig):
             if not root or not os.path.isfile(os.path.expanduser(root)):
                 raise ConfigError("data.root", "dataset=npz needs the path of an existing .npz file", d.root)
         elif d.dataset == "folder":
-            from ..data.folder import resolve_folder
+            from ..data.folder import EXTENSIONS, _scan, resolve_folder
 
             try:
-                resolve_folder(d.root)
-            except FileNotFoundError as e:
+                path = resolve_folder(d.root)
+                if not _scan(path)[0]:
+                    raise FileNotFoundError(f"no {'/'.join(EXTENSIONS)} images in {str(path)!r} or its sub-folders")
+            except (FileNotFoundError, ValueError) as e:
                 raise ConfigError("data.root", str(e)) from None
             if d.resize < (d.input_size or 224):
                 raise ConfigError("data.resize", f"must be >= the crop side data.input_size ({d.input_size or 224})",
@@ -294,8 +296,13 @@ def resolve(cfg: ProbeConfig) -> ProbeConfig:
 
 
 # ---------------------------------------------------------------------------------- data
-def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """(X (n, C, H, W) or (n, D), labels or None, a name) for the probe."""
+def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | None, str, int | None]:
+    """(X (n, C, H, W) or (n, D), labels or None, a name, the image folder's class count or None).
+
+    Convention: a folder's labels are the indices of its class sub-folders in sorted order
+    (torchvision ``ImageFolder``; a flat folder has none); :func:`run` keeps them only when the
+    folder has as many classes as the model has outputs (e.g. all 1000 ImageNet synsets), since
+    any other subset of classes would be numbered differently from the model's outputs."""
     import torch.nn.functional as Fn
 
     from ..data import images
@@ -303,6 +310,7 @@ def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | No
 
     root = d.root if d.root is not None else os.environ.get("FEATLAB_DATA")
     g = ctx.generator("probe-images", "cpu")
+    n_classes = None
     if d.dataset == "npz":
         X, y = load_npz(os.path.expanduser(root), x_key=d.x_key, y_key=d.y_key)
         name = f"npz:{Path(root).name}"
@@ -313,6 +321,7 @@ def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | No
         fi = load_image_folder(root, d.n_images, size=d.input_size or 224, resize=d.resize, normalise=None,
                                generator=g)
         X, y, name, train = fi.x, (fi.y if int(fi.y.min()) >= 0 else None), f"folder:{Path(root).name}", None
+        n_classes = len(fi.classes) or None
     else:
         loaders = {"digits": lambda: images.load_digits(generator=ctx.generator("split", "cpu")),
                    "mnist": lambda: images.load_mnist(root), "fashion_mnist": lambda: images.load_fashion_mnist(root),
@@ -333,12 +342,13 @@ def load_probe_data(d: DataConfig, ctx) -> tuple[torch.Tensor, torch.Tensor | No
         mu, sd = ref.mean(dims), ref.std(dims).clamp_min(1e-12)
     idx = torch.randperm(X.shape[0], generator=g)[: min(d.n_images, X.shape[0])].sort().values
     X, y = X[idx], (y[idx] if y is not None else None)
-    if d.input_size and X.ndim == 4 and tuple(X.shape[-2:]) != (d.input_size, d.input_size):  # (folder: already cropped to it)
+    # (a folder's images are already cropped to input_size)
+    if d.input_size and X.ndim == 4 and tuple(X.shape[-2:]) != (d.input_size, d.input_size):
         X = Fn.interpolate(X, size=(d.input_size,) * 2, mode="bilinear", align_corners=False)
     if mu is not None:
         shape = (1, -1) + (1,) * (X.ndim - 2)
         X = (X - mu.reshape(shape)) / sd.reshape(shape)
-    return X.float(), y, name
+    return X.float(), y, name, n_classes
 
 
 # ---------------------------------------------------------------------------------- run
@@ -438,7 +448,7 @@ def run(cfg: ProbeConfig, ctx) -> dict:
     from ..utils.device import derive_seed
 
     m = cfg.model
-    X, y, data_name = load_probe_data(cfg.data, ctx)
+    X, y, data_name, n_classes = load_probe_data(cfg.data, ctx)
     src = parse_source(m.source)
     factory = load_factory(src)  # the user's code runs here (it ran once already in resolve)
     kw = model_kwargs(cfg, _data_shape(cfg.data))
@@ -463,6 +473,10 @@ def run(cfg: ProbeConfig, ctx) -> dict:
                       output=m.output, settings=_settings(cfg), batch_size=cfg.batch_size,
                       generator=lambda stream: ctx.generator(stream))
     plan = suite.plan
+    if n_classes is not None and n_classes != suite.n_outputs:  # folder labels would not be the model's
+        suite.y = None
+        plan.notes["labels"] = (f"no accuracy: the image folder has {n_classes} class sub-folders, the model "
+                                f"{suite.n_outputs} outputs")
     init_kind = suite.init_kind
     ctx.log.info("probe %s on %d images of %s: lenses %s; init %s%s%s", m.source, X.shape[0], data_name,
                  ", ".join(plan.lenses), init_kind,
