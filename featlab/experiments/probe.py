@@ -1,15 +1,16 @@
 """probe: the three papers' lenses on any model and any checkpoint (issue 16).
 
 Methods. A model is built from its source (a zoo name or the user's factory: see
-:mod:`featlab.models.source`, which *runs the user's code*), then each checkpoint file is
-loaded in turn (``torch.load(weights_only=True)``). On ``data.n_images`` probe images (a seeded
-subset of a built-in set, a CIFAR archive, or an ``.npz`` of inputs read without pickle) the
-lenses of :mod:`featlab.probes.lenses` are measured on every checkpoint, each next to its
-baseline: first-layer receptive fields and their IPR against 3/(D+2) (Ingrosso & Goldt 2022),
-the NFA of linear layers and the CNFA of conv layers against the untrained net and the init
-(Beaglehole et al. 2023), D, G, R of the output and per layer against channel-shuffled and
-init nets, and filter Laplacian spectra against init (Petrini et al. 2021, Tomasini et al.
-2023). With several checkpoints every lens is plotted against the checkpoint's step or epoch.
+:mod:`featlab.models.source`, which *runs the user's code*), then each checkpoint file is loaded
+in turn (``torch.load(weights_only=True)``). On ``data.n_images`` probe images (a seeded subset
+of a built-in set, a CIFAR archive, a folder of JPEG/PNG images, or an ``.npz`` of inputs read
+without pickle) the lenses of :mod:`featlab.probes.lenses` are measured on every checkpoint,
+each next to its baseline: first-layer receptive fields and their IPR against 3/(D+2) (Ingrosso
+& Goldt 2022), the NFA of linear layers and the CNFA of conv layers against the untrained net,
+the init and the structural nulls of featlab issue 14 (Beaglehole et al. 2023), D, G, R of the
+output and per layer against channel-shuffled and init nets, and filter Laplacian spectra
+against init (Petrini et al. 2021, Tomasini et al. 2023). With several checkpoints every lens is
+plotted against the checkpoint's step or epoch.
 
 The init baseline is the true init when known (``model.init_weights``, or a first checkpoint
 that records step 0), else an independent fresh init from the factory (``model.fresh_init``).

@@ -8,9 +8,12 @@ lens     what (per checkpoint)                                  baselines beside
 rf       first conv/linear layer: filters, IPR per filter       3/(D+2) (iid Gaussian), the init
          (:func:`ipr`), count above ``factor``·3/(D+2)           net's IPRs
 nfa      per ``nn.Linear``: ρ(WᵀW, G^α), G = WᵀKW the AGOP       untrained net ρ(W₀ᵀW₀, G₀^α), init
-         w.r.t. the layer input (:mod:`.output_gram`)           ρ(W₀ᵀW₀, WᵀW), fresh ρ(W_fᵀW_f, WᵀW)
+         w.r.t. the layer input (:mod:`.output_gram`)           ρ(W₀ᵀW₀, WᵀW), fresh ρ(W_fᵀW_f, WᵀW),
+                                                                the two structural nulls of cnfa
 cnfa     per conv: ρ(W̄ᵀW̄, G^α), G the patch-AGOP               :func:`cnfa`'s baselines (untrained
-         (:func:`cnfa`)                                         net, init, fresh init = i_val)
+         (:func:`cnfa`)                                         net, init, fresh init = i_val) and
+                                                                structural nulls (trained W̄ with
+                                                                K₀; K's spectrum, Haar eigvecs)
 dgr      D, G, R of the output and per layer                    the same net with shuffled input
          (:func:`stability`, mean protocol)                     channels, and the init net
 spectrum per conv (square kernels): normalised γ_λ on the       the init net's γ_λ; 1/F² (iid
@@ -29,7 +32,10 @@ Cost and memory, per checkpoint (n probe images, B = ``batch_size``, c model out
   activations plus out² per layer; the (in × in) matrices are formed on at most ``max_dim``
   coordinates (a seeded random subset when ``in`` is larger, labelled ``subsampled``).
 - cnfa: 1 forward + c backwards per batch for all conv layers at once; memory one batch of
-  activations plus Σ_ℓ (c_in·q²)² float64 for the layers' G (e.g. 0.7 GB for resnet18).
+  activations plus Σ_ℓ (c_in·q²)² float64 for the layers' G (e.g. 0.7 GB for resnet18). The
+  structural nulls add, per layer and draw (``agop.n_null_draws``; twice with ``centered``),
+  one k_out × k_out QR and k_out²·D products (no D × D matrix at α = 1).
+- nfa nulls: one thin SVD of K^½W per draw and layer.
 - dgr: 3 forwards per image per model (trained, shuffled, and the init once); the mean
   protocol streams batches whose captured features (3·b × Σ_ℓ layer size × 20 bytes) fit
   ``max_feature_mb`` (b shrinks below ``batch_size`` for wide layers); the median protocol
