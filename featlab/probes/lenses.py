@@ -32,7 +32,9 @@ Cost and memory, per checkpoint (n probe images, B = ``batch_size``, c model out
   activations plus out² per layer; the (in × in) matrices are formed on at most ``max_dim``
   coordinates (a seeded random subset when ``in`` is larger, labelled ``subsampled``).
 - cnfa: 1 forward + c backwards per batch for all conv layers at once; memory one batch of
-  activations plus Σ_ℓ (c_in·q²)² float64 for the layers' G (e.g. 0.7 GB for resnet18). The
+  activations (with their graph) plus k_out² per layer; at α = 1 (the default) the correlations
+  come from k_out × k_out and k_out × D products, never the D × D patch-AGOP (α ≠ 1 forms it,
+  float64, one layer at a time; 170 MB for a 512-channel 3×3 layer). The
   structural nulls add, per layer and draw (``agop.n_null_draws``; twice with ``centered``),
   one k_out × k_out QR and k_out²·D products (no D × D matrix at α = 1).
 - nfa nulls: one thin SVD of K^½W per draw and layer.
