@@ -215,3 +215,24 @@ def test_pretrained_weights_on_cifar10_from_a_local_path(tmp_path):
     s = json.loads((rd / "summary.json").read_text())
     assert s["pretrained"] and s["epochs_run"] == 0 and 0 <= s["test_acc"] <= 1 and s["n_images"] == 6
     assert list(s["cnfa_trained"]) == ["features.0"] and s["untrained_source"] == "fresh"
+
+
+def test_cnfa_figures_have_colour_bars_and_clean_tick_labels():
+    import numpy as np
+
+    from featlab.experiments.cnfa import plot_eigvecs, plot_heatmaps, plot_vs_n
+    from featlab.plotting import layout_problems
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((9, 9))
+    M = A @ A.T
+    fig = plot_eigvecs({"CNFM": M, "AGOP": M + np.eye(9)}, (1, 3, 3), 4)
+    assert sum(a.get_label() == "<colorbar>" for a in fig.axes) == 1 and layout_problems(fig) == []
+    fig = plot_heatmaps({"features.0": {"cnfm": M, "agop": M}})
+    assert sum(a.get_label() == "<colorbar>" for a in fig.axes) == 1
+    curve = {"features.0": [(16, 0.9), (64, 0.91), (256, 0.92), (1024, 0.93), (1300, 0.93)]}
+    fig = plot_vs_n(curve, "pearson")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["16", "64", "256", "", "1300"]  # one tick per n; 1024 unlabelled next to 1300
+    assert layout_problems(fig) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -58,6 +59,14 @@ def test_convrfm_experiment_tiny_shrunk(tmp_path):
     figs = {p.name for p in (rd / "figures").iterdir()}
     assert {"accuracy_table.png", "accuracy_vs_iteration.png", "filters_row_signal.png",
             "edges_digits.png"} <= figs
+    # the filters drawn are the last iterate M_T (saved beside the selected M), and the caption says so
+    assert all(len(v) == 2 and v[0] in (0, 1) for v in s["convrfm_selected_iter"].values())
+    arrays = np.load(rd / "arrays.npz")
+    assert {"M_digits", "M_last_digits"} <= set(arrays.files)
+    assert not np.allclose(arrays["M_last_digits"], np.eye(9))  # one M update was done
+    caps = json.loads((rd / "figures" / "captions.json").read_text())
+    t_sel = s["convrfm_selected_iter"]["digits"][0]
+    assert "last iteration t = 1" in caps["filters_digits"] and f"selected t = {t_sel}" in caps["filters_digits"]
 
 
 def test_convrfm_claims_need_three_seeds_and_use_the_stated_thresholds():
@@ -122,3 +131,17 @@ def test_presets_validate(name):
     exp = get(name)
     for preset in exp.presets:
         validate(exp.preset(preset))
+
+
+def test_convrfm_iteration_figure_marks_the_selected_iteration_without_overlaps():
+    from featlab.experiments.convrfm import figure_curves
+    from featlab.plotting import layout_problems
+
+    curves = {"row_signal": [0.86, 0.86, 0.9, 0.9], "digits": [1.0, 1.0, 1.0, 1.0]}
+    fig = figure_curves(curves, {"row_signal": 2, "digits": 0})
+    fig.canvas.draw()
+    a = fig.axes[0]
+    assert [float(t) for t in a.get_xticks()] == [0.0, 1.0, 2.0, 3.0]
+    rings = [ln for ln in a.get_lines() if ln.get_linestyle() == "None"]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in rings] == [(2, 0.9), (0, 1.0)]
+    assert a.get_legend() is not None and layout_problems(fig) == []

@@ -63,9 +63,7 @@ class DataConfig:
     def check(self) -> None:
         if self.resize < self.image_size:
             raise ConfigError("resize", f"must be >= data.image_size ({self.image_size})", self.resize)
-
-    def check(self) -> None:
-        if self.name == "cifar10":
+        if self.dataset == "cifar10":
             from ..data.images import require
 
             require("cifar10", self.root, "data.root")  # a missing archive: refused before any folder exists
@@ -418,27 +416,38 @@ def plot_eigvecs(mats: dict[str, np.ndarray], shape: tuple[int, int, int], k: in
     from ..plotting import figure
 
     fig, ax = figure(len(mats), k, width=1.0, height=1.1)
+    im = None
     for i, (name, M) in enumerate(mats.items()):
         _, V = np.linalg.eigh(M)  # ascending eigenvalues
         for j in range(k):
-            v = _minmax(V[:, -1 - j].reshape(shape))  # (c_in, q, q)
-            img = v.transpose(1, 2, 0) if shape[0] == 3 else v.mean(0)
-            ax[i, j].imshow(img, cmap="gray")
+            v = V[:, -1 - j].reshape(shape)  # (c_in, q, q)
+            img = _minmax(v).transpose(1, 2, 0) if shape[0] == 3 else _minmax(v.mean(0))
+            im = ax[i, j].imshow(img, cmap="gray", vmin=0, vmax=1)
             ax[i, j].set_xticks([])
             ax[i, j].set_yticks([])
             ax[i, j].set_title(f"{name} #{j + 1}", fontsize=6)
+    if im is not None and shape[0] != 3:
+        fig.colorbar(im, ax=ax.ravel().tolist(), shrink=0.8, label="min-max scaled")
     return fig
 
 
 def plot_vs_n(curve: dict[str, list[tuple[int, float]]], metric: str):
-    """Trained ρ(CNFM, G^α) per layer against the number of probe images (log scale)."""
+    """Trained ρ(CNFM, G^α) per layer against the number of probe images (log scale, one tick per n)."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
     from ..plotting import figure
 
     fig, ax = figure()
     for layer, pts in curve.items():
         n, r = zip(*pts)
         ax[0, 0].plot(n, r, marker="o", label=layer)
+    ns = sorted({n for pts in curve.values() for n, _ in pts})
     ax[0, 0].set_xscale("log")
+    ax[0, 0].xaxis.set_major_locator(FixedLocator(ns))
+    # label every n except one within a factor 1.6 below the next (the full set is always labelled)
+    labels = [str(n) if i == len(ns) - 1 or ns[i + 1] / n >= 1.6 else "" for i, n in enumerate(ns)]
+    ax[0, 0].xaxis.set_major_formatter(FixedFormatter(labels))
+    ax[0, 0].xaxis.set_minor_locator(NullLocator())
     ax[0, 0].set_xlabel("probe images n (nested subsets)")
     ax[0, 0].set_ylabel(f"trained ρ(CNFM, G) ({metric})")
     ax[0, 0].legend(fontsize=6)

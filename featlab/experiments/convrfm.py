@@ -264,7 +264,8 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
     acc: dict[str, dict[str, list[float]]] = {t: {m: [] for m in cfg.methods} for t in cfg.data.tasks}
     cnn_loss: dict[str, list[float]] = {}
     curves: dict[str, list[float]] = {}
-    Ms: dict[str, tuple[torch.Tensor, int]] = {}
+    Ms: dict[str, tuple] = {}  # task -> (selected M, last M_T, channels, selected t, T), seed 0
+    sel_iter: dict[str, list[int]] = {}
     samples: dict[str, torch.Tensor] = {}
     summary: dict = {}
     dev = ctx.device
@@ -287,9 +288,12 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
                                       n_iter=0 if method == "laplace" else c.n_iter, agop_samples=c.agop_samples,
                                       dtype=c.dtype, device=dev, random_state=seed).fit(Xtr, ytr)
                         a = est.score(Xte, yte)
-                        if method == "convrfm" and j == 0:
-                            curves[task] = [h["val_accuracy"] for h in est.history_]
-                            Ms[task] = (est.M_.cpu().double(), Xtr.shape[1])
+                        if method == "convrfm":
+                            sel_iter.setdefault(task, []).append(int(est.best_iter_))
+                            if j == 0:
+                                curves[task] = [h["val_accuracy"] for h in est.history_]
+                                Ms[task] = (est.M_.cpu().double(), est.M_path_[-1].cpu().double(),
+                                            Xtr.shape[1], int(est.best_iter_), len(est.M_path_) - 1)
                     elif method == "cntk":
                         r = fit_cntk(Xtr, ytr, Xte, yte, patch_size=c.patch_size, depth=dc.depth,
                                      reg_grid=dc.reg_grid, padding=dc.padding, dtype=dc.dtype,
@@ -332,26 +336,30 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
         if task in cnn_loss:
             summary[f"cnn_train_loss_{task}"] = cnn_loss[task]
     summary.update(table=table, table_spread=spread, n_seeds=cfg.n_seeds, tasks=list(cfg.data.tasks),
-                   convrfm_val_acc_per_iter=curves)
+                   convrfm_val_acc_per_iter=curves, convrfm_selected_iter=sel_iter)
     summary.update(_claim_numbers(summary))
-    ctx.save_arrays(**{f"M_{t}": M for t, (M, _) in Ms.items()})
+    ctx.save_arrays(**{f"M_{t}": v[0] for t, v in Ms.items()}, **{f"M_last_{t}": v[1] for t, v in Ms.items()})
     ctx.save_figure(figure_table(table, spread), "accuracy_table",
                     f"Test accuracy per task and method: median over {cfg.n_seeds} seed(s), bars [min, max]; "
                     "cntk = the fixed convolutional kernel (CNTK, M = I), laplace = Laplace patch kernel with M = I. "
                     "Model selection on validation splits of the training data unless a reference quirk listed "
                     "here selects on the test set.")
     if curves:
-        ctx.save_figure(figure_curves(curves), "accuracy_vs_iteration",
-                        "ConvRFM validation accuracy against the iteration t (t = 0: Laplace M = I), seed 0.")
-    for task, (M, nc) in Ms.items():
-        filt, w = top_eigenfilters(M, nc, 6)
-        ctx.save_figure(figure_filters(filt, w, f"{task}: top eigenvectors of M"), f"filters_{task}",
-                        f"Top eigenvectors of the ConvRFM patch matrix M on {task} (seed 0), min-max scaled, "
-                        "(channel, row, col) order; signs arbitrary.")
+        best = {t: v[3] for t, v in Ms.items()}
+        ctx.save_figure(figure_curves(curves, best), "accuracy_vs_iteration",
+                        "ConvRFM validation accuracy against the iteration t (t = 0: Laplace M = I), seed 0; the "
+                        "open circle marks the iteration selected on validation (the first of ties).")
+    for task, (_, M_T, nc, t_sel, T) in Ms.items():
+        filt, w = top_eigenfilters(M_T, nc, 6)
+        ctx.save_figure(figure_filters(filt, w, f"{task}: top eigenvectors of M_T (t = {T})"), f"filters_{task}",
+                        f"Top eigenvectors of the ConvRFM patch matrix M_T of the last iteration t = {T} on {task} "
+                        f"(seed 0; validation selected t = {t_sel}{', i.e. M = I' if t_sel == 0 else ''}), "
+                        "min-max scaled, (channel, row, col) order; signs arbitrary; λ = eigenvalue (max-normalised M).")
         maps = {"M = I": edge_map(samples[task].double(), None, c.patch_size),
-                "ConvRFM M": edge_map(samples[task].double(), M, c.patch_size)}
+                f"ConvRFM M_T (t = {T})": edge_map(samples[task].double(), M_T, c.patch_size)}
         ctx.save_figure(figure_edge_maps(samples[task], maps), f"edges_{task}",
-                        f"{task}: per-pixel norms of √M-filtered circular patches (channel-summed, min-max; seed 0).")
+                        f"{task}: per-pixel norms of √M-filtered circular patches for M = I and the last iterate M_T "
+                        f"(t = {T}; validation selected t = {t_sel}); channel-summed, min-max; seed 0.")
     return summary
 
 
@@ -397,15 +405,21 @@ def figure_table(table: dict[str, dict[str, float]], spread: dict | None = None)
     return fig
 
 
-def figure_curves(curves: dict[str, list[float]]):
-    """ConvRFM validation accuracy per iteration, one line per task."""
+def figure_curves(curves: dict[str, list[float]], selected: dict[str, int] | None = None):
+    """ConvRFM validation accuracy per iteration, one line per task (legend above the axes, integer
+    ticks); ``selected[task]``, the iteration chosen on validation, is ringed."""
     from ..plotting import figure
 
     fig, ax = figure()
+    a = ax[0, 0]
     for t, cv in curves.items():
-        ax[0, 0].plot(range(len(cv)), cv, "o-", label=t)
-    ax[0, 0].set(xlabel="ConvRFM iteration t (t = 0: M = I)", ylabel="validation accuracy (fraction)")
-    ax[0, 0].legend()
+        (line,) = a.plot(range(len(cv)), cv, "o-", ms=3.5, label=t)
+        if selected and t in selected:
+            a.plot([selected[t]], [cv[selected[t]]], "o", ms=9, mfc="none", mec=line.get_color(), mew=1.2)
+    T = max(len(cv) for cv in curves.values())
+    a.set_xticks(range(T))
+    a.set(xlabel="ConvRFM iteration t (t = 0: M = I)", ylabel="validation accuracy (fraction)", ylim=(0, 1.05))
+    a.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize=7, frameon=False)
     return fig
 
 

@@ -409,8 +409,8 @@ def cnfa(model: nn.Module, X: torch.Tensor, *, layers: Iterable[str] | str | Non
             for mt, v in nl.items():
                 q[mt]["null_init_K"], q[mt]["null_random_eigvecs"] = v.init_K, v.random_eigvecs
             sd = nl[metric].random_eigvecs_sd
-        if init is not None and centered:
-            dW = (W - W_of(init, name)).reshape(k_out, -1)  # (k_out, D)
+        dW = (W - W_of(init, name)).reshape(k_out, -1) if init is not None and centered else None  # (k_out, D)
+        if dW is not None and bool(dW.any()):  # undefined (None, not NaN) while W = W0, e.g. at init
             put("rho_centered", alg.mat(dW), alg.mat(dW, K, power=True))
             if nulls:
                 nl = cnfa_nulls(dW, K, K0s[name], alpha=alpha, n_draws=n_null_draws, generator=g_null)

@@ -34,7 +34,6 @@ from ._agop import (
     _batches,
     _cotangents,
     _enter_probe_mode,
-    _forward_blocks,
     _LayerLeaf,
     _model_dtype_device,
     _vjp,
