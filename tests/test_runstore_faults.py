@@ -316,7 +316,7 @@ def test_big_seeds_are_exact_and_empty_preset_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name,sets", [
-    ("cnfa", ["data.name=cifar10", "data.root={missing}"]),
+    ("cnfa", ["data.dataset=cifar10", "data.root={missing}"]),
     ("convrfm", ["data.tasks=cifar10", "data.root={missing}"]),
     ("stability", ["data.dataset=cifar10", "data.path={missing}"]),
 ])
