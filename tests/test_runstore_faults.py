@@ -318,7 +318,7 @@ def test_big_seeds_are_exact_and_empty_preset_is_refused(tmp_path):
 @pytest.mark.parametrize("name,sets", [
     ("cnfa", ["data.dataset=cifar10", "data.root={missing}"]),
     ("convrfm", ["data.tasks=cifar10", "data.root={missing}"]),
-    ("stability", ["data.dataset=cifar10", "data.path={missing}"]),
+    ("stability", ["data.dataset=cifar10", "data.root={missing}"]),
 ])
 def test_missing_data_files_are_refused_before_any_folder_exists(tmp_path, name, sets):
     args = ["run", name, "--out", str(tmp_path / "runs")]

@@ -14,7 +14,10 @@ _EXPORTS: dict[str, str] = {
     "load_digits": "images",
     "load_fashion_mnist": "images",
     "load_mnist": "images",
+    "load_photos": "photos",
     "natural_patches": "images",
+    "photo_crops": "photos",
+    "sample_photo": "images",
     # --- image folders (CNFA ImageNet protocol) ---
     "FolderImages": "folder",
     "load_image_folder": "folder",

@@ -26,7 +26,7 @@ import torch
 from .safe_pickle import safe_loads
 
 __all__ = ["ImageData", "load_cifar10", "load_cifar100", "load_mnist", "load_fashion_mnist",
-           "load_digits", "natural_patches", "read_idx", "locate", "require", "ENV_VAR"]
+           "load_digits", "natural_patches", "sample_photo", "read_idx", "locate", "require", "ENV_VAR"]
 
 ENV_VAR = "FEATLAB_DATA"
 
@@ -519,6 +519,28 @@ def load_digits(test_size: int = 497, generator: torch.Generator | None = None,
 
 
 _NATURAL_RGB = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def sample_photo(name: str, color: bool = False) -> torch.Tensor:
+    """One of scikit-image's sample photographs as a ``(C, H, W)`` float32 tensor in [0, 1].
+
+    ``color=False`` converts RGB with the luminance weights 0.2125, 0.7154, 0.0721 (C = 1);
+    ``color=True`` keeps RGB (C = 3) and refuses a grayscale photo. Needs the ``data`` extra
+    (scikit-image); nothing is downloaded (these images ship inside the wheel).
+    """
+    try:
+        import skimage.data as skd
+    except ImportError:
+        raise ImportError("sample photographs need scikit-image: pip install featlab[data]") from None
+    a = np.asarray(getattr(skd, name)(), dtype=np.float32) / 255.0
+    if a.ndim == 3:
+        a = a[..., :3]
+        if not color:
+            a = a @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+    elif color:
+        raise ValueError(f"images: {name!r} is grayscale but color=True")
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(a))
 _NATURAL_GRAY = ("camera", "coins", "moon", "grass", "gravel", "brick", "clock")
 
 
@@ -548,24 +570,13 @@ def natural_patches(size: int, n: int, generator: torch.Generator | None = None,
         raise ValueError(f"size must be a positive integer, got {size!r}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    try:
-        import skimage.data as skd
-    except ImportError:
-        raise ImportError("natural_patches needs scikit-image: pip install featlab[data]") from None
     names = images or (_NATURAL_RGB if color else _NATURAL_RGB + _NATURAL_GRAY)
     pics = []
     for nm in names:
-        a = np.asarray(getattr(skd, nm)(), dtype=np.float32) / 255.0
-        if a.ndim == 3:
-            a = a[..., :3]
-            if not color:
-                a = a @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
-        elif color:
-            raise ValueError(f"images: {nm!r} is grayscale but color=True")
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+        a = sample_photo(nm, color)
         if min(a.shape[1:]) < size:
-            raise ValueError(f"size={size} exceeds image {nm!r} of shape {a.shape[1:]}")
-        pics.append(torch.from_numpy(np.ascontiguousarray(a)))
+            raise ValueError(f"size={size} exceeds image {nm!r} of shape {tuple(a.shape[1:])}")
+        pics.append(a)
     g = generator if generator is not None else torch.Generator()
     which = torch.randint(0, len(pics), (n,), generator=g, device=g.device).tolist()
     u = torch.rand(n, 2, generator=g, device=g.device, dtype=torch.float64).cpu()

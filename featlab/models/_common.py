@@ -4,7 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["feature_shape", "check_positive"]
+__all__ = ["feature_shape", "check_positive", "pad_1ch_default"]
+
+
+def pad_1ch_default(in_channels: int, input_size) -> bool:
+    """Whether a CIFAR-variant VGG/AlexNet pads its input by 2 (diffeo-sota ``num_ch == 1``).
+
+    The reference pads every 1-channel input, and its 1-channel inputs are all 28×28 (MNIST,
+    FashionMNIST, two-points d = 28): the pad exists to reach 32×32. featlab pads exactly there.
+    """
+    return in_channels == 1 and input_size == 28
 
 
 @torch.no_grad()

@@ -3,8 +3,10 @@
 Convention:
     ``features`` is one ``nn.Sequential`` of 3×3 convs (padding 1), [BatchNorm2d], ReLU(in
     place) and MaxPool2d(2, 2) in the cfg order, so keys read ``features.N.weight`` exactly as
-    in torchvision. ``variant="cifar"`` (diffeo-sota ``models/vgg.py``): a 1-channel input gets
-    a leading ZeroPad2d(2) (this shifts every index by one, as in the reference), ``features``
+    in torchvision. ``variant="cifar"`` (diffeo-sota ``models/vgg.py``): a 1-channel 28×28 input
+    (MNIST, the reference's only 1-channel size) gets a leading ZeroPad2d(2) to 32×32 (this shifts
+    every index by one, as in the reference; other sizes are not padded unless ``pad_1ch=True``;
+    the pad is an input transform, not a layer, and probes leave it out), ``features``
     ends with an identity AvgPool2d(1, 1) (the reference's node ``features.29`` of VGG11-BN),
     and ``classifier`` is a single Linear(512·h·w → classes), h = w = 1 at 32×32.
     ``variant="imagenet"`` is torchvision's layout: ``avgpool`` AdaptiveAvgPool2d(7) and
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_positive, feature_shape
+from ._common import check_positive, feature_shape, pad_1ch_default as _pad_default
 
 __all__ = ["VGG", "VGG_CFGS"]
 
@@ -41,7 +43,8 @@ class VGG(nn.Module):
     variant : {"cifar", "imagenet"}
         Head layout, see the module docstring.
     pad_1ch : bool or None
-        Leading ZeroPad2d(2); default ``in_channels == 1`` in the cifar variant (28→32).
+        Leading ZeroPad2d(2); default ``in_channels == 1 and input_size == 28`` in the cifar
+        variant (28→32).
     in_channels, input_size, num_classes : int
 
     Raises
@@ -63,7 +66,7 @@ class VGG(nn.Module):
             cfg = VGG_CFGS[cfg]
         self.variant = variant
         layers: list[nn.Module] = []
-        if variant == "cifar" and ((in_channels == 1) if pad_1ch is None else pad_1ch):
+        if variant == "cifar" and (_pad_default(in_channels, input_size) if pad_1ch is None else pad_1ch):
             layers.append(nn.ZeroPad2d(2))
         c = in_channels
         for v in cfg:

@@ -5,8 +5,11 @@ Convention:
     ``(B, num_classes)`` ("ce", "mse") or one output ``(B,)``/``(B, 1)`` ("hinge"). Losses:
     "ce" = mean cross-entropy; "mse" = mean over samples *and* classes of (out − onehot(y))²
     (``nn.MSELoss`` default); "hinge" = mean relu(1 − α·out·y±) with y± = 2y − 1 ∈ {−1, +1}
-    (labels must be 0/1; class 1 ↔ +1). The schedule is stepped once per epoch; ``history.lr[e]``
-    is the lr used during epoch e (0-based). Checkpoint keys: ``0`` (init, before any step),
+    (labels must be 0/1; class 1 ↔ +1). The schedule is stepped once per epoch; a linear warm-up
+    over the first ``warmup_epochs`` epochs multiplies it per optimizer step: the lr of step t
+    (0-based) in epoch e (0-based) is ``lr·lr_factor(schedule, e, E)·min(1, (t+1)/(W·n_batches))``
+    with W = ``warmup_epochs`` (the factor is 1 when W = 0). ``history.lr[e]`` is the lr of
+    epoch e's last step (the lr of every step of the epoch once warm-up is over). Checkpoint keys: ``0`` (init, before any step),
     positive ints (after that many optimizer steps), ``"end"``, and ``"best"`` (epoch of best
     *test* accuracy: the reference's test-set selection, a quirk). Checkpoints are CPU copies.
     All randomness (shuffling, crop/flip, corruption noise) is drawn from ``generator`` on its
@@ -25,7 +28,7 @@ from torch import nn
 from ..runs import DivergenceError
 from ..utils.progress import Progress
 
-__all__ = ["fit_classifier", "evaluate", "TrainHistory", "lr_factor", "crop_flip",
+__all__ = ["fit_classifier", "evaluate", "TrainHistory", "lr_factor", "warmup_factor", "crop_flip",
            "classification_loss", "SCHEDULES", "LOSSES"]
 
 LOSSES = ("ce", "mse", "hinge")
@@ -98,6 +101,16 @@ def lr_factor(schedule: str, epoch: int | float, epochs: int) -> float:
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up multiplier of optimizer step ``step`` (0-based): min(1, (step+1)/warmup_steps).
+
+    Convention: 1 for every step when ``warmup_steps == 0``; the last warm-up step reaches 1.
+    """
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / warmup_steps)
+
+
 def classification_loss(out: torch.Tensor, y: torch.Tensor, loss: str = "ce",
                         hinge_alpha: float = 1.0) -> torch.Tensor:
     """Mean loss of outputs ``out`` against labels ``y`` (see the module Convention)."""
@@ -125,20 +138,22 @@ def _n_correct(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     return (out.argmax(dim=1) == y).sum()
 
 
-def crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+def crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None,
+              flip: bool = True) -> torch.Tensor:
     """Random crop (zero padding ``padding``, crop back to H×W) and horizontal flip (p = 1/2).
 
     Convention:
         Per image, offsets oy, ox ~ U{0..2p} and a flip bit are drawn from ``generator`` on its
         device; output[b, :, i, j] = pad(x)[b, :, oy+i, ox+j], then columns reversed if
         flipped (torchvision's RandomCrop(padding) + RandomHorizontalFlip, batched).
+        ``flip=False`` draws the same numbers and never flips (crop only).
     """
     g = generator if generator is not None else torch.Generator()
     B = x.shape[0]
     oy = torch.randint(0, 2 * padding + 1, (B,), generator=g, device=g.device).to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (B,), generator=g, device=g.device).to(x.device)
-    flip = (torch.rand(B, generator=g, device=g.device) < 0.5).to(x.device)
-    return _crop_flip_apply(x, oy, ox, flip, padding)
+    flips = (torch.rand(B, generator=g, device=g.device) < 0.5).to(x.device) & flip
+    return _crop_flip_apply(x, oy, ox, flips, padding)
 
 
 def _crop_flip_apply(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor,
@@ -215,7 +230,8 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
                    lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
                    wd_on: str | Callable[[str, nn.Parameter], bool] = "all", epochs: int = 10,
                    batch_size: int = 128,
-                   schedule: str = "cosine", augment: str | None = None, crop_padding: int = 4,
+                   schedule: str = "cosine", warmup_epochs: int = 0, augment: str | None = None,
+                   crop_padding: int = 4,
                    corruption_std: float = 0.0, hinge_alpha: float = 1.0,
                    checkpoints: Sequence[int | str] = (0, "end"), eval_batch_size: int = 1024,
                    generator: torch.Generator | None = None,
@@ -239,8 +255,12 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
         crash train-mode BatchNorm).
     schedule : {"cosine", "cosine_reference", "none", "exponential"}
         Per-epoch lr multiplier, see :func:`lr_factor`. "cosine_reference" is a quirk.
-    augment : {None, "crop_flip"}
-        :func:`crop_flip` with ``crop_padding`` on each training batch.
+    warmup_epochs : int
+        Linear warm-up of the lr over this many epochs, per optimizer step (module Convention;
+        [design]: the diffeo-sota reference has none; it keeps nets without BatchNorm from
+        diverging in their first steps at lr 0.1).
+    augment : {None, "crop_flip", "crop"}
+        :func:`crop_flip` with ``crop_padding`` on each training batch ("crop": no flips).
     corruption_std : float
         Gaussian corruption std·N(0, I)/√(C·H·W) added to train *and* test inputs, fresh
         on every access (reference ``GaussianNoiseCorruption``).
@@ -264,6 +284,8 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
         For any argument outside its allowed values (one line naming it).
     """
     _check_args(loss, optimizer, schedule, augment, epochs, batch_size, lr, corruption_std)
+    if not isinstance(warmup_epochs, int) or isinstance(warmup_epochs, bool) or not 0 <= warmup_epochs <= epochs:
+        raise ValueError(f"warmup_epochs must be an integer in [0, epochs={epochs}], got {warmup_epochs!r}")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     g = generator if generator is not None else torch.Generator()
     model.to(dev)
@@ -275,6 +297,7 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
         raise ValueError("loss='hinge' needs labels in {0, 1}")
     n_batches = N // batch_size + (1 if N % batch_size > 1 else 0)
     total_steps = max(n_batches, 1) * epochs
+    warmup_steps = warmup_epochs * n_batches
     keep = _check_checkpoints(checkpoints, total_steps)
 
     groups = _param_groups(model, weight_decay, wd_on)
@@ -291,7 +314,8 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
     with Progress(epochs, desc="train", unit="epoch", disable=None if progress else True) as bar:
         for epoch in range(1, epochs + 1):
             model.train()
-            cur_lr = opt.param_groups[0]["lr"]
+            epoch_lrs = [grp["lr"] for grp in opt.param_groups]  # the schedule's lr of this epoch
+            cur_lr = epoch_lrs[0]
             perm = torch.randperm(N, generator=g, device=g.device).to(dev)
             tot = torch.zeros((), device=dev, dtype=torch.float64)
             correct = torch.zeros((), device=dev)
@@ -299,13 +323,18 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
             for i in range(n_batches):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
                 xb, yb = x_tr[idx], y_tr[idx]  # (b, C, H, W), (b,)
-                if augment == "crop_flip":
-                    xb = crop_flip(xb, crop_padding, g)
+                if augment in ("crop_flip", "crop"):
+                    xb = crop_flip(xb, crop_padding, g, flip=augment == "crop_flip")
                 xb = _corrupt(xb, corruption_std, g)
                 out = model(xb)
                 L = classification_loss(out, yb, loss, hinge_alpha)
                 opt.zero_grad(set_to_none=True)
                 L.backward()
+                if step < warmup_steps:
+                    w = warmup_factor(step, warmup_steps)
+                    for grp, base in zip(opt.param_groups, epoch_lrs):
+                        grp["lr"] = base * w
+                    cur_lr = epoch_lrs[0] * w
                 opt.step()
                 step += 1
                 tot += L.detach().double() * len(yb)
@@ -347,8 +376,8 @@ def _check_args(loss, optimizer, schedule, augment, epochs, batch_size, lr, corr
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if augment not in (None, "crop_flip"):
-        raise ValueError(f"augment must be None or 'crop_flip', got {augment!r}")
+    if augment not in (None, "crop_flip", "crop"):
+        raise ValueError(f"augment must be None, 'crop_flip' or 'crop', got {augment!r}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
