@@ -606,7 +606,7 @@ def run(cfg: CNFAConfig, ctx) -> dict:
         ctx.save_figure(plot_eigvecs({"CNFM": mats_np[first]["cnfm"], "AGOP": mats_np[first]["agop"]},
                                      tuple(w.shape[1:]), min(p.n_eigvecs, w[0].numel())),
                         "eigvecs_first_layer", f"Top eigenvectors of the CNFM and AGOP of layer {first} ({what}) "
-                                               "as filters (min-max scaled).")
+                                               "as filters (each min-max scaled on its own; signs arbitrary).")
 
     s = summarise(rows, p.metric)
     folder = cfg.data.dataset == "folder"

@@ -354,7 +354,8 @@ def run(cfg: ConvRFMConfig, ctx) -> dict:
         ctx.save_figure(figure_filters(filt, w, f"{task}: top eigenvectors of M_T (t = {T})"), f"filters_{task}",
                         f"Top eigenvectors of the ConvRFM patch matrix M_T of the last iteration t = {T} on {task} "
                         f"(seed 0; validation selected t = {t_sel}{', i.e. M = I' if t_sel == 0 else ''}), "
-                        "min-max scaled, (channel, row, col) order; signs arbitrary; λ = eigenvalue (max-normalised M).")
+                        "min-max scaled, (channel, row, col) order; signs arbitrary; λ = eigenvalue "
+                        "(M max-normalised).")
         maps = {"M = I": edge_map(samples[task].double(), None, c.patch_size),
                 f"ConvRFM M_T (t = {T})": edge_map(samples[task].double(), M_T, c.patch_size)}
         ctx.save_figure(figure_edge_maps(samples[task], maps), f"edges_{task}",
