@@ -31,3 +31,12 @@ def test_probe_your_model_example_runs():
     assert math.isclose(out["R"], out["D"] / out["G"], rel_tol=1e-9)
     assert out["patch_agop_shape"] == (144, 144) and set(out["cnfa"]) == {"0", "2"}
     assert out["agop_trace"] > 0 and 1 / 16 <= out["filter_ipr_mean"] <= 1
+
+
+def test_track_training_example_runs(tmp_path):
+    pytest.importorskip("sklearn")
+    spec = importlib.util.spec_from_file_location("track_example", EXAMPLES / "track_training.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    s = mod.main(steps=4, every=2, out=str(tmp_path), lenses=("rf", "spectrum"), n_probe=16)
+    assert s["steps"] == [0, 2, 4] and s["init_kind"] == "true" and len(s["series"]["rf_ipr_mean"]) == 3

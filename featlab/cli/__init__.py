@@ -64,7 +64,7 @@ EXAMPLES = {
 
 from . import commands  # noqa: E402,F401  (registers list/run/show)
 
-for _mod in ("sweep", "runs_cmd", "report_cmd", "demo"):  # later command modules, if present
+for _mod in ("sweep", "runs_cmd", "report_cmd", "demo", "probe_cmd"):  # later command modules, if present
     try:
         __import__(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _e:  # pragma: no cover - module not written yet

@@ -62,6 +62,11 @@ class Experiment:
     #: presets whose runs count as paper scale in the report; every other preset is a smoke-scale
     #: run, labelled as such and never mixed into the tally of paper-scale runs.
     paper_presets: tuple[str, ...] = ("paper",)
+    #: optional ``resolve(cfg) -> cfg``, run after validation and before the run directory is
+    #: chosen: fills in fields derived from the files a config names (e.g. the SHA-256 of a
+    #: weights file, so that it is part of the run hash) and may raise ConfigError. Must be
+    #: idempotent: a resolved config resolves to itself.
+    resolve: Callable[[Any], Any] | None = None
 
     def scale(self, preset: str | None) -> str:
         """``"paper"`` for a preset in :attr:`paper_presets`, else ``"smoke"``."""

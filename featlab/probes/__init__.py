@@ -26,6 +26,12 @@ _EXPORTS: dict[str, str] = {
     "matrix_power_psd": "_nfa",
     "nfa": "_nfa",
     "patch_agop": "_patch_agop",
+    # --- probe workflow (issue 16: lenses on any model, the training-loop Tracker) ---
+    "LensSuite": "lenses",
+    "Tracker": "tracker",
+    "linear_output_grams": "output_gram",
+    "output_selected": "adapt",
+    "select_output": "adapt",
     # --- hooks (foundation) ---
     "capture": "hooks",
     "eval_mode": "hooks",

@@ -2,7 +2,8 @@
 
 Order of events (see :mod:`featlab.runs.rundir` for the layout):
 
-1. Validate the config and resolve the device. A bad value raises
+1. Validate the config (and let the experiment's ``resolve`` fill in the hashes of the files it
+   names), resolve the device. A bad value raises
    :class:`~featlab.config.ConfigError` *before anything is written*; so does an output root
    that cannot hold run folders (a file in the way, read-only, not writable).
 2. Take the folder's lock (:mod:`featlab.runs.lock`). If another process holds it, raise
@@ -251,6 +252,8 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
     if not isinstance(cfg, exp.config):
         raise TypeError(f"{exp.name} expects a {exp.config.__name__}, got {type(cfg).__name__}")
     validate(cfg)
+    if exp.resolve is not None:  # e.g. hash the files the config names (part of the run hash)
+        cfg = validate(exp.resolve(cfg))
     prov = provenance(exp, cfg, preset)
     device = resolve_device(cfg.device)
 
@@ -274,21 +277,7 @@ def execute(experiment: str | Any, cfg: Any | None = None, out: str | Path = "ru
                 raise RunStoreError(f"cannot create {folder}: {e.strerror}") from None
 
             quirks = active_quirks(cfg)
-            meta = {
-                "experiment": exp.name,
-                "hash": rundir.path.name,
-                "config": to_dict(cfg),
-                "seed": cfg.seed,
-                **prov,
-                "device": str(device),
-                "reference_quirks": quirks,
-                "featlab_version": _version(),
-                "torch_version": torch.__version__,
-                "python_version": platform.python_version(),
-                "git_commit": _git_commit(),
-                "hostname": platform.node(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
+            meta = run_meta(exp.name, cfg, rundir, device, prov)
             meta.update(_thread_meta(plan))
             try:
                 atomic_write_json(rundir.config, meta)
@@ -344,6 +333,26 @@ def _run(exp: Any, cfg: Any, rundir: RunDir, device: torch.device, quirks: list[
         for h in handlers:
             log.removeHandler(h)
             h.close()
+
+
+def run_meta(experiment: str, cfg: Any, rundir: RunDir, device: torch.device, prov: dict | None = None) -> dict:
+    """The content of ``config.json``: resolved config, provenance (:func:`provenance`), versions,
+    seed, device, quirks, commit."""
+    return {
+        "experiment": experiment,
+        "hash": rundir.path.name,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        **(prov or {"preset": None, "scale": "smoke", "overrides": None}),
+        "device": str(device),
+        "reference_quirks": active_quirks(cfg),
+        "featlab_version": _version(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": _git_commit(),
+        "hostname": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _version() -> str:

@@ -176,6 +176,8 @@ def expand(spec: SweepSpec) -> list[Any]:
                 if seed is not None:
                     cfg = apply_overrides(cfg, {"seed": seed})
                 validate(cfg)
+                if exp.resolve is not None:  # file hashes belong in the run hash
+                    cfg = validate(exp.resolve(cfg))
                 h = config_hash(cfg)
                 if h not in seen:  # one run folder per hash: configs that differ only in
                     seen.add(h)    # non-semantic fields are the same run
