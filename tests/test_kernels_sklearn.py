@@ -80,7 +80,7 @@ def test_gridsearch_over_pipeline_gives_finite_scores_and_refits():
 
 @pytest.mark.parametrize("est", [RFMClassifier(n_iter=1, random_state=0),
                                  ConvRFMClassifier(patch_size=3, image_shape=(1, 8, 8), n_iter=1, random_state=0),
-                                 DeepConvRFMClassifier(depth=2, width=8, n_iter=2, agop_images=50,
+                                 DeepConvRFMClassifier(depth=2, width=4, n_iter=2, agop_images=20,
                                                        image_shape=(1, 8, 8), padding=True, random_state=0)])
 def test_cross_val_score_clone_and_pickle_round_trip(est):
     X, y = _digits(240)
@@ -256,3 +256,13 @@ def test_fit_requires_y_and_refuses_mismatched_lengths():
         RFMRegressor().fit(X, None)
     with pytest.raises(ValueError, match="inconsistent"):
         RFMRegressor(n_iter=0).fit(X, y[:30].astype(float))
+
+
+@pytest.mark.cuda
+def test_cuda_device_matches_cpu():
+    X, y = make_regression(n_samples=90, n_features=5, random_state=2)
+    a = RFMRegressor(n_iter=2, random_state=0).fit(X, y)
+    b = RFMRegressor(n_iter=2, random_state=0, device="cuda").fit(X, y)
+    assert isinstance(b.M_, np.ndarray)  # numpy out, computed on the GPU
+    np.testing.assert_allclose(b.M_, a.M_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(b.predict(X), a.predict(X), rtol=1e-7, atol=1e-7)
