@@ -1,6 +1,8 @@
 # featlab: two commands on a fresh machine.
 #   make demo   create .venv, install torch (pinned, overridable) + featlab, run the main job
 #   make test   same install plus the dev/data/dask/slurm/xrfm extras, then the test suite
+#   make chromium   headless Chromium from Debian's packages, for the report's browser test
+#                   (CI runs it; locally that test is skipped when no Chromium is on PATH)
 PYTHON     ?= python3
 VENV       ?= .venv
 # A CPU wheel by default; override e.g. TORCH_SPEC="torch==2.13.0 --index-url ..." on a GPU box.
@@ -8,7 +10,9 @@ TORCH_SPEC ?= torch==2.13.0
 PIP        := $(VENV)/bin/python -m pip
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test install install-dev clean
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test install install-dev chromium clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +38,11 @@ demo: install
 
 test: install-dev
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
 
 clean:
 	rm -rf $(VENV) runs report .pytest_cache

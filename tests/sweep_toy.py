@@ -16,6 +16,7 @@ class SweepToyConfig(ExperimentConfig):
     sleep: float = F(0.0, "seconds to sleep inside the run", ge=0)
     fail_first: int = F(0, "fail this many attempts before succeeding", ge=0)
     marker_dir: str = F("", "where attempts and completions are logged", semantic=False)
+    die: bool = F(False, "os._exit(3) inside the run: a worker process that dies")
 
 
 def _run(cfg: SweepToyConfig, ctx):
@@ -27,6 +28,9 @@ def _run(cfg: SweepToyConfig, ctx):
         tries = sum(1 for ln in (marker / "attempts.log").read_text().splitlines() if ln.split()[0] == key)
         if tries <= cfg.fail_first:
             raise RuntimeError(f"planned failure {tries} of {key}")
+    if cfg.die:
+        os._exit(3)
+    ctx.log_metrics(step=-1, started=True)
     time.sleep(cfg.sleep)
     ctx.log_metrics(step=0, value=cfg.gain * 2)
     from featlab.plotting import figure

@@ -83,7 +83,7 @@ def test_own_init_gives_unit_baseline_and_missing_values_are_none(gen):
     X, _ = _task(gen, 8)
     (r0, _) = cnfa(model, X, init_state=model.state_dict(), centered=True)
     assert abs(r0.rho_init_trained - 1) < 1e-12 and abs(r0.rho_untrained - r0.rho_trained) < 1e-12
-    assert math.isnan(r0.rho_centered) and r0.rho_fresh is None
+    assert r0.rho_centered is None and r0.rho_fresh is None  # undefined while W = W0: None, not NaN
     (r,) = cnfa(model, X, layers=["2"])
     assert r.rho_init_trained is None and r.rho_untrained is None and r.rho_centered is None
     (r,) = cnfa(model, X, layers=["2"], outputs="sketch", n_sketch=4, generator=gen)

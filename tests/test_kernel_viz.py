@@ -45,11 +45,44 @@ def test_top_eigenfilters_layout_and_order():
     torch.testing.assert_close(S @ S, M)
 
 
-def test_figures_plot_the_data():
-    M = torch.eye(27, dtype=torch.float64)
-    filt, w = top_eigenfilters(M, 3, 4)
-    fig = figure_filters(filt, w)
-    assert len(fig.axes) == 4
+def _colorbars(fig):
+    return [a for a in fig.axes if a.get_label() == "<colorbar>"]
+
+
+def test_figures_plot_the_data_with_colour_bars_and_clean_labels():
+    from featlab.plotting import layout_problems
+
+    M = torch.eye(9, dtype=torch.float64)
+    M[0, 0] = 3.0
+    filt, w = top_eigenfilters(M, 1, 4)
+    fig = figure_filters(filt, w, "title")
+    panels = [a for a in fig.axes if a.images and a.get_label() != "<colorbar>"]
+    assert len(panels) == 4 and len(_colorbars(fig)) == 1  # grey filters share one min-max colour bar
+    assert panels[0].images[0].get_array()[0, 0] == 1.0 and panels[0].get_title() == "λ1 = 3"
+    assert layout_problems(fig) == []
+    rgb, _ = top_eigenfilters(torch.eye(27, dtype=torch.float64), 3, 4)
+    fig = figure_filters(rgb)
+    assert not _colorbars(fig) and fig.axes[0].images[0].get_array().shape == (3, 3, 3)  # RGB: no bar
     X = _imgs()
-    fig = figure_edge_maps(X, {"M = I": edge_map(X, M)})
-    assert len(fig.axes) == 4 and fig.axes[1].images[0].get_array().shape == (6, 7)
+    fig = figure_edge_maps(X, {"M = I": edge_map(X, torch.eye(27, dtype=torch.float64))})
+    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert len(panels) == 4 and panels[1].images[0].get_array().shape == (6, 7) and len(_colorbars(fig)) == 1
+    assert layout_problems(fig) == []
+
+
+def test_rfm_figures_have_colour_bars_integer_iterations_and_clean_labels():
+    import numpy as np
+
+    from featlab.experiments.rfm import figure_M, figure_curves
+    from featlab.plotting import layout_problems
+
+    fig = figure_curves([0.1, 0.9, 0.99, 1.0], [0.7, 3e-3, 3e-4, 9e-5], {"test_mse_krr": 0.76, "test_mse_rfm": 3e-3})
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    np.testing.assert_array_equal(fig.axes[1].get_lines()[0].get_ydata(), [0.7, 3e-3, 3e-4, 9e-5])
+    assert layout_problems(fig) == []
+    U = torch.linalg.qr(torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    fig = figure_M(4 * U @ U.T, U)
+    assert len(_colorbars(fig)) == 2
+    assert fig.axes[0].images[0].get_clim() == (-1.0, 1.0)  # M / max|M|, centred
+    assert layout_problems(fig) == []

@@ -10,11 +10,28 @@ from ..config import ConfigError, apply_overrides, describe
 from . import main
 
 
+class PresetOption(click.Option):
+    """``--preset``; its help lists every experiment's presets, read from the registry when shown."""
+
+    def get_help_record(self, ctx: click.Context):
+        from collections import Counter
+
+        from ..experiments import all_experiments
+
+        exps = all_experiments()
+        sets = Counter(tuple(e.presets) for e in exps.values())
+        common = sets.most_common(1)[0][0] if sets else ()
+        others = [f"{n}: {', '.join(e.presets)}" for n, e in exps.items() if tuple(e.presets) != common]
+        self.help = (f"Preset of EXPERIMENT (default: tiny): {', '.join(common)}"
+                     + (f"; {'; '.join(others)}" if others else "") + ". `featlab list` shows them.")
+        return super().get_help_record(ctx)
+
+
 @main.command("list")
 @click.option("--fields", "fields_of", metavar="EXPERIMENT", default=None,
               help="Show every config field of EXPERIMENT (type, default, allowed, doc).")
 def list_cmd(fields_of: str | None) -> None:
-    """List experiments and their presets."""
+    """List experiments and their presets (* = paper scale)."""
     from ..experiments import all_experiments, get
 
     if fields_of:
@@ -26,13 +43,17 @@ def list_cmd(fields_of: str | None) -> None:
             if row["doc"]:
                 click.echo(f"    {row['doc']} {row['tag']}")
         return
-    for name, exp in all_experiments().items():
-        click.echo(f"{name:<18} presets: {', '.join(exp.presets):<12} {exp.summary}")
+    exps = all_experiments()
+    cells = {n: ", ".join(p + ("*" if e.scale(p) == "paper" else "") for p in e.presets) for n, e in exps.items()}
+    wn, wp = max(map(len, exps), default=0), max(map(len, cells.values()), default=0)
+    for name, exp in exps.items():
+        click.echo(f"{name:<{wn}}  {cells[name]:<{wp}}  {exp.summary}")
+    click.echo("\n* paper scale (the paper's recipe); other presets are smoke-scale checks of the code path.")
 
 
 @main.command("run")
 @click.argument("experiment")
-@click.option("--preset", default=None, help="Preset name (tiny | paper); default tiny.")
+@click.option("--preset", default=None, cls=PresetOption, help="Preset of EXPERIMENT (default: tiny).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override a config field (dotted path), coerced by its type. Repeatable.")
 @click.option("--seed", type=int, default=None, help="Master seed (same as --set seed=N).")
@@ -47,6 +68,7 @@ def run_cmd(experiment, preset, overrides, seed, device, out, force, quiet) -> N
     from ..runs import default_out, execute
 
     exp = get(experiment)
+    preset = exp.default_preset if preset is None else preset  # "--preset ''" is refused, not the default
     cfg = exp.preset(preset)
     sets = list(overrides)
     if seed is not None:
@@ -54,7 +76,7 @@ def run_cmd(experiment, preset, overrides, seed, device, out, force, quiet) -> N
     if device is not None:
         sets.append(f"device={device}")
     cfg = apply_overrides(cfg, sets)
-    res = execute(exp, cfg, out or default_out(), force=force, quiet=quiet)
+    res = execute(exp, cfg, out or default_out(), force=force, quiet=quiet, preset=preset)
     if res.skipped:
         click.echo(f"already DONE (use --force to redo): {res.path}")
     else:
@@ -73,44 +95,23 @@ def _print_summary(summary: dict) -> None:
         click.echo(f"  {k}: {v}")
 
 
+def _nested_lines(d: dict, indent: int = 0) -> list[str]:
+    """``key: value`` lines of a nested dict, one level of indentation (2 spaces) per group."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.append(" " * indent + f"{k}:")
+            out += _nested_lines(v, indent + 2)
+        else:
+            out.append(" " * indent + f"{k}: {json.dumps(v)}")
+    return out
+
+
 @main.command("show")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print config and summary as JSON.")
 def show_cmd(run_dir: str, as_json: bool) -> None:
     """Show a run directory: status, config, summary and figure paths."""
-    from ..runs import RunDir
+    from .runs_cmd import show_run
 
-    rd = RunDir(run_dir)
-    if not rd.config.is_file():
-        raise ConfigError("RUN_DIR", "not a run directory (no config.json)", run_dir)
-    meta = rd.read_config()
-    status = rd.status()
-    if as_json:
-        click.echo(json.dumps({"status": status, "meta": meta, "summary": rd.read_summary(),
-                               "failure": rd.read_failure(),
-                               "figures": [str(p) for p in rd.figure_paths()]}, indent=2))
-        return
-    click.echo(f"{rd.path}  [{status.upper()}]")
-    click.echo(f"experiment: {meta['experiment']}   hash: {meta['hash']}   seed: {meta['seed']}   "
-               f"device: {meta['device']}")
-    click.echo(f"featlab {meta['featlab_version']}, torch {meta['torch_version']}, "
-               f"commit {meta.get('git_commit') or 'n/a'}")
-    if meta.get("reference_quirks"):
-        click.echo("reference quirks: " + ", ".join(meta["reference_quirks"]))
-    if status == "failed":
-        fail = rd.read_failure()
-        click.echo(f"FAILED ({fail.get('reason')}): {fail.get('message')}")
-    elif status == "incomplete":
-        click.echo("INCOMPLETE: no DONE marker (killed or still running); `featlab run` will redo it")
-    click.echo("config:")
-    for line in json.dumps(meta["config"], indent=2).splitlines()[1:-1]:
-        click.echo("  " + line.strip().rstrip(","))
-    summary = rd.read_summary()
-    if summary:
-        click.echo("summary:")
-        _print_summary(summary)
-    figs = rd.figure_paths()
-    if figs:
-        click.echo("figures:")
-        for p in figs:
-            click.echo(f"  {p}")
+    show_run(run_dir, as_json)

@@ -9,12 +9,14 @@ import click
 from . import main
 
 
-@main.command("demo")
+@main.command("demo", short_help="Run every experiment's tiny preset, then write the report.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output root (default $FEATLAB_OUT or ./runs).")
-@click.option("--report-dir", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--report-dir", type=click.Path(file_okay=False), default="report", show_default=True,
+              help="Folder of the HTML report.")
 @click.option("--only", default=None, help="Comma-separated subset of experiments.")
-@click.option("--preset", default="tiny", show_default=True)
-@click.option("--device", default=None, help="cpu | cuda (default cpu).")
+@click.option("--preset", default="tiny", show_default=True,
+              help="Preset run for every experiment (each must have it; `featlab list`).")
+@click.option("--device", default=None, help="cpu | cuda | cuda:N (default cpu).")
 @click.option("--force", is_flag=True, help="Redo runs that are already DONE.")
 def demo_cmd(out, report_dir, only, preset, device, force) -> None:
     """Run the tiny preset of every experiment, then write the HTML report."""
@@ -22,11 +24,18 @@ def demo_cmd(out, report_dir, only, preset, device, force) -> None:
 
     from ..config import apply_overrides
     from ..experiments import all_experiments
+    from ..experiments.registry import did_you_mean
     from ..report import build_report
     from ..runs import RunFailed, default_out, execute
     from ..utils import Progress
+    from ..utils.progress import TqdmHandler
 
-    logging.basicConfig(level=logging.WARNING)
+    root = logging.getLogger()
+    if not root.handlers:  # warnings of the library, printed above the bar (never through it)
+        handler = TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     out = out or default_out()
     exps = all_experiments()
     names = [n.strip() for n in only.split(",")] if only else list(exps)
@@ -34,7 +43,7 @@ def demo_cmd(out, report_dir, only, preset, device, force) -> None:
         if n not in exps:
             from ..config import ConfigError
 
-            raise ConfigError("--only", "allowed: " + ", ".join(exps), n)
+            raise ConfigError("--only", did_you_mean(n, exps) + "allowed: " + ", ".join(exps), n)
     rows = []
     t0 = time.perf_counter()
     with Progress(len(names), desc="demo", unit="exp") as bar:
@@ -44,15 +53,15 @@ def demo_cmd(out, report_dir, only, preset, device, force) -> None:
             if device:
                 cfg = apply_overrides(cfg, [f"device={device}"])
             t = time.perf_counter()
-            click.echo(f"[{len(rows) + 1}/{len(names)}] {n} ({preset}) ...")
+            bar.write(f"[{len(rows) + 1}/{len(names)}] {n} ({preset}) ...")
             try:
-                res = execute(exp, cfg, out, force=force, quiet=True)
+                res = execute(exp, cfg, out, force=force, quiet=True, preset=preset)
                 status = "skipped (DONE)" if res.skipped else "done"
                 path = res.path
             except RunFailed as e:
                 status, path = f"FAILED: {e}", e.rundir.path
             rows.append((n, status, time.perf_counter() - t, path))
-            click.echo(f"    {status} in {rows[-1][2]:.1f}s -> {path}")
+            bar.write(f"    {status} in {rows[-1][2]:.1f}s -> {path}")
             bar.update(1)
     index = build_report(out, report_dir)
     click.echo(f"\n{len(names)} experiments in {time.perf_counter() - t0:.1f}s")

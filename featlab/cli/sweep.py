@@ -27,10 +27,17 @@ def sweep_cmd(spec, kind, workers, scheduler, profile, retries, out, dry_run) ->
     s = load_spec(spec)
     out = out or default_out()
     if dry_run:
+        from ..runs.index import flatten
+        from ..config import to_dict
+
         cfgs = expand(s)
+        swept = ["seed"] * bool(s.seeds) + [k for k in (*s.product, *s.zip) if k != "seed"]
         for cfg in cfgs:
             rd = RunDir(run_path(out, s.experiment, cfg))
-            click.echo(f"{config_hash(cfg)}  {rd.status():<10} seed={cfg.seed}  {rd.path}")
+            flat = flatten(to_dict(cfg))
+            values = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                              for k, v in ((k, flat.get(k)) for k in swept)) or f"seed={cfg.seed}"
+            click.echo(f"{config_hash(cfg)}  {rd.status():<10} {values}  {rd.path}")
         click.echo(f"{len(cfgs)} runs")
         return
     res = run_sweep(s, out, kind=kind, workers=workers, retries=retries, scheduler=scheduler, profile=profile)

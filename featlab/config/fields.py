@@ -4,8 +4,10 @@ Every experiment config is a frozen dataclass built from :func:`F` (a leaf field
 :func:`sub` (a nested config). A field's metadata carries its documentation, its allowed
 values (``choices``) or range (``ge``/``gt``/``le``/``lt``), its provenance tag
 (``[code]``, ``[design]``, ...) and, for reference quirks, the value(s) that switch the quirk
-on. Validation, ``--set`` coercion, hashing and the ``featlab list --fields`` table all read
-this metadata, so the dataclass is the single source of truth.
+on. For tuples it also carries the allowed ``length``; ``choices`` and bounds then apply to each
+element. A float must be finite unless the field says ``finite=False``. Validation, ``--set``
+coercion, hashing and the ``featlab list --fields`` table all read this metadata, so the
+dataclass is the single source of truth.
 
 Example::
 
@@ -50,8 +52,11 @@ def F(
     lt: float | None = None,
     tag: str = "[design]",
     quirk: Any = None,
-    semantic: bool = True,
+    semantic: bool | str = True,
     cost: str = "",
+    length: int | tuple[int, int | None] | None = None,
+    finite: bool = True,
+    check: Any = None,
 ):
     """A documented config leaf field.
 
@@ -62,9 +67,21 @@ def F(
     doc
         One or two sentences: meaning, units and convention.
     choices
-        Allowed values. A value outside them raises :class:`ConfigError`.
+        Allowed values (each element, for tuples). A value outside them raises
+        :class:`ConfigError`.
     ge, gt, le, lt
         Inclusive/exclusive bounds for numbers (each element, for tuples).
+    length
+        Tuples only: the exact number of elements (``2``) or a range ``(lo, hi)`` with
+        ``hi=None`` for no upper limit. Default for ``tuple[T, ...]``: at least one element
+        (``(1, None)``); write ``length=(0, None)`` where an empty tuple means something.
+    finite
+        Floats (and float elements) must be finite unless ``finite=False``; NaN is always
+        refused.
+    check
+        Optional ``check(path, value) -> None`` raising ``ConfigError(path, ...)``, for a rule
+        about this one field that needs code (e.g. the device syntax). Unlike a config's
+        ``check()`` method it cannot be skipped by a subclass, and it runs on ``--set`` too.
     tag
         Provenance: ``[code]``, ``[paper]``, ``[derived]``, ``[design]``...
     quirk
@@ -73,12 +90,15 @@ def F(
         captions and the report. Defaults are never quirks.
     semantic
         False for fields that do not change results (verbosity, paths): they are left out of
-        the run hash.
+        the run hash. ``"if-set"``: hashed only when not ``None`` (``threads``: an explicit
+        count is part of the run's identity, the automatic choice is not).
     cost
         Optional note on time or memory cost.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError("config defaults must be immutable: use a tuple")
+    if semantic not in (True, False, "if-set"):
+        raise TypeError("semantic must be True, False or 'if-set'")
     meta = {
         "doc": doc,
         "choices": tuple(choices) if choices is not None else None,
@@ -90,6 +110,9 @@ def F(
         "quirk": quirk,
         "semantic": semantic,
         "cost": cost,
+        "length": length,
+        "finite": finite,
+        "check": check,
     }
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)

@@ -6,8 +6,13 @@ Conventions
   annotated type: ``bool`` (true/false/1/0/yes/no), ``int`` (``1e4`` accepted when
   integral), ``float``, ``str``, ``X | None`` (``none``/``null``), ``tuple[T, ...]``
   (``1,3`` or ``[1, 3]``).
+- ``int`` coercion is exact at any size (``--seed 9007199254740993`` stays ...993).
+- Floats must be finite unless the field says ``finite=False``; a variadic tuple field holds at
+  least one value unless its ``length`` says otherwise; ``choices`` and bounds of a tuple
+  field apply to each element.
 - The run hash is the first 12 hex digits of SHA-256 of the canonical JSON (sorted keys,
-  compact separators) of the semantic fields; fields declared ``semantic=False`` are left out.
+  compact separators) of the semantic fields; fields declared ``semantic=False`` are left out,
+  and ``semantic="if-set"`` fields are left out while they are ``None``.
 """
 from __future__ import annotations
 
@@ -96,23 +101,13 @@ def coerce(path: str, tp: Any, value: Any) -> Any:
             return bool(value)
         raise ConfigError(path, "expected a boolean (true/false)", value)
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(path, "expected an integer", value)
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(path, "expected an integer", value) from None
-        if not math.isfinite(f) or f != int(f):
-            raise ConfigError(path, "expected an integer", value)
-        return int(f)
+        return _coerce_int(path, value)
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(path, "expected a number", value)
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(path, "expected a number", value) from None
     if tp is str:
         if isinstance(value, str):
@@ -121,46 +116,135 @@ def coerce(path: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def _check_leaf(path: str, value: Any, meta: dict) -> None:
+def _coerce_int(path: str, value: Any) -> int:
+    """Exact integer coercion: ``"9007199254740993"`` stays exact (never through float).
+
+    ``"1e4"`` and ``"2.0"`` are accepted when integral (parsed as decimals, so exact at any
+    size); a float *value* (from JSON/TOML) only up to 2**53, where floats are still exact.
+    """
+    import decimal
+
+    if isinstance(value, bool):
+        raise ConfigError(path, "expected an integer", value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) <= 2 ** 53:
+            return int(value)
+        raise ConfigError(path, "expected an integer (write integers above 2**53 in full)", value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            d = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise ConfigError(path, "expected an integer", value) from None
+        if d.is_finite() and d == d.to_integral_value() and abs(d.adjusted()) < 100:
+            return int(d)
+    raise ConfigError(path, "expected an integer", value)
+
+
+def _tuple_type(tp: Any) -> Any:
+    """The tuple annotation inside ``tp`` (``tuple[float, ...] | None`` -> ``tuple[float, ...]``)."""
+    if typing.get_origin(tp) in (tuple, list):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if typing.get_origin(a) in (tuple, list):
+                return a
+    return None
+
+
+def _length_range(tp: Any, meta: dict) -> tuple[int, int | None] | None:
+    length = meta.get("length")
+    if isinstance(length, int):
+        return (length, length)
+    if length is not None:
+        return (int(length[0]), None if length[1] is None else int(length[1]))
+    tt = _tuple_type(tp)
+    if tt is not None and len(typing.get_args(tt)) == 2 and typing.get_args(tt)[1] is Ellipsis:
+        return (1, None)  # variadic tuples: at least one element unless the field says otherwise
+    return None
+
+
+def _describe_length(rng: tuple[int, int | None]) -> str:
+    lo, hi = rng
+    if lo == hi:
+        return f"exactly {lo} value{'s' if lo != 1 else ''}"
+    if hi is None:
+        return f"at least {lo} value{'s' if lo != 1 else ''}"
+    return f"{lo} to {hi} values"
+
+
+def _check_leaf(path: str, value: Any, meta: dict, tp: Any = None) -> None:
+    """Choices, bounds, finiteness, tuple length and the field's own ``check`` for one value."""
+    is_tuple = isinstance(value, tuple)
+    if is_tuple:
+        rng = _length_range(tp, meta)
+        if rng is not None and not (rng[0] <= len(value) and (rng[1] is None or len(value) <= rng[1])):
+            raise ConfigError(path, f"expected {_describe_length(rng)} (comma-separated)", value)
     choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(path, "allowed: " + ", ".join(map(str, choices)), value)
+    vals = value if is_tuple else (value,)
+    if choices is not None:
+        for v in vals:
+            if v not in choices:
+                each = "each value " if is_tuple else ""
+                raise ConfigError(path, f"{each}allowed: " + ", ".join(map(str, choices)), value)
     bounds = [(meta.get("ge"), ">=", lambda v, b: v >= b), (meta.get("gt"), ">", lambda v, b: v > b),
               (meta.get("le"), "<=", lambda v, b: v <= b), (meta.get("lt"), "<", lambda v, b: v < b)]
-    vals = value if isinstance(value, tuple) else (value,)
     for v in vals:
-        if v is None or isinstance(v, str):
+        if v is None or isinstance(v, (str, bool)):
             continue
         if isinstance(v, float) and math.isnan(v):
             raise ConfigError(path, "must be a number, not NaN", value)
+        if isinstance(v, float) and math.isinf(v) and meta.get("finite", True):
+            raise ConfigError(path, "must be finite", value)
         for b, op, ok in bounds:
             if b is not None and not ok(v, b):
-                rng = ", ".join(f"{o} {x}" for x, o, _ in bounds if x is not None)
-                raise ConfigError(path, f"must be {rng}", value)
+                rng_txt = ", ".join(f"{o} {x}" for x, o, _ in bounds if x is not None)
+                raise ConfigError(path, f"must be {rng_txt}", value)
+    check = meta.get("check")
+    if check is not None:
+        check(path, value)
+
+
+def _own_checks(cls: type) -> list:
+    """Every ``check`` defined along the MRO, base class first, each function once."""
+    seen, out = set(), []
+    for klass in reversed(cls.__mro__):
+        fn = klass.__dict__.get("check")
+        if callable(fn) and fn not in seen:
+            seen.add(fn)
+            out.append(fn)
+    return out
 
 
 def validate(cfg: Any) -> Any:
-    """Check every field's type, choices and range, then the config's own ``check()`` hooks.
+    """Check every field's type, choices, range, finiteness and length, then the ``check()`` hooks.
 
     Nested configs may define ``check(self)`` for cross-field rules; it raises
-    :class:`ConfigError` with the dotted field name. Returns ``cfg`` unchanged.
+    :class:`ConfigError` with the dotted field name. Every ``check`` along the class hierarchy
+    runs (base class first), so a subclass that defines its own ``check`` without calling
+    ``super().check()`` does not skip its parent's rules. Returns ``cfg`` unchanged.
     """
     for info in iter_fields(cfg):
         coerced = coerce(info.path, info.type, info.value)
         if coerced != info.value or type(coerced) is not type(info.value):
             if not (isinstance(info.value, int) and isinstance(coerced, float) and coerced == info.value):
                 raise ConfigError(info.path, f"expected {_type_name(info.type)}", info.value)
-        _check_leaf(info.path, info.value, info.meta)
+        _check_leaf(info.path, info.value, info.meta, info.type)
 
     def _hooks(obj: Any, prefix: str) -> None:
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
             if dataclasses.is_dataclass(v) and not isinstance(v, type):
                 _hooks(v, prefix + f.name + ".")
-        check = getattr(obj, "check", None)
-        if callable(check):
+        for check in _own_checks(type(obj)):
             try:
-                check()
+                check(obj)
             except ConfigError as e:
                 if prefix and not e.field.startswith(prefix):
                     raise ConfigError(prefix + e.field, e.allowed) from None
@@ -186,7 +270,7 @@ def _replace_path(cfg: Any, parts: list[str], value: Any, full: str) -> Any:
             raise ConfigError(full, "is a group of fields; set one of its fields (e.g. "
                               f"{full}.{dataclasses.fields(current)[0].name}=...)")
         new = coerce(full, hints[head], value)
-        _check_leaf(full, new, dict(names[head].metadata))
+        _check_leaf(full, new, dict(names[head].metadata), hints[head])
         return dataclasses.replace(cfg, **{head: new})
     if not (dataclasses.is_dataclass(current) and not isinstance(current, type)):
         raise KeyError(full)
@@ -233,9 +317,10 @@ def to_dict(cfg: Any, semantic_only: bool = False) -> dict:
     """Nested plain-JSON dict of a config (tuples become lists)."""
     out: dict = {}
     for f in dataclasses.fields(cfg):
-        if semantic_only and not f.metadata.get("semantic", True):
-            continue
         v = getattr(cfg, f.name)
+        semantic = f.metadata.get("semantic", True)
+        if semantic_only and (semantic is False or (semantic == "if-set" and v is None)):
+            continue
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             out[f.name] = to_dict(v, semantic_only)
         elif isinstance(v, tuple):
@@ -292,6 +377,9 @@ def describe(cfg: Any) -> list[dict]:
             parts = [f"{o} {m[k]}" for k, o in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                      if m.get(k) is not None]
             allowed = ", ".join(parts)
+        rng = _length_range(info.type, m) if isinstance(info.value, tuple) or _tuple_type(info.type) else None
+        if rng is not None:
+            allowed = (allowed + "; " if allowed else "") + _describe_length(rng)
         rows.append({
             "path": info.path,
             "type": _type_name(info.type),

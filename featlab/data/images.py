@@ -7,6 +7,8 @@ Convention:
     Labels are int64 class indices ``0..len(classes)-1``. Nothing is downloaded: archives are
     read from ``root`` or the ``FEATLAB_DATA`` directory; pickled CIFAR batches go through a
     restricted unpickler (:mod:`featlab.data.safe_pickle`) that never executes code.
+    Every archive file's size is checked against what the format can hold *before* it is
+    read, and trailing bytes after a pickle or an idx payload are refused.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import torch
 from .safe_pickle import safe_loads
 
 __all__ = ["ImageData", "load_cifar10", "load_cifar100", "load_mnist", "load_fashion_mnist",
-           "load_digits", "natural_patches", "read_idx", "ENV_VAR"]
+           "load_digits", "natural_patches", "read_idx", "locate", "require", "ENV_VAR"]
 
 ENV_VAR = "FEATLAB_DATA"
 
@@ -143,14 +145,15 @@ def _draw(y: torch.Tensor, n: int, generator: torch.Generator | None, stratified
 def _resolve_root(root: str | os.PathLike | None, what: str, expected: str) -> Path:
     root = root if root is not None else os.environ.get(ENV_VAR)
     if root is None or str(root) == "":
-        raise FileNotFoundError(f"{what}: no data root given; pass root=... or set {ENV_VAR} to a "
-                                f"directory holding {expected} (nothing is downloaded)")
+        raise FileNotFoundError(f"{what}: no data folder given; set data.root (--set data.root=DIR; "
+                                f"root= in Python) or {ENV_VAR} to a directory holding {expected} "
+                                f"(nothing is downloaded)")
     return Path(root).expanduser()
 
 
 def _missing(what: str, root: Path, expected: str) -> FileNotFoundError:
     return FileNotFoundError(f"{what} not found under {str(root)!r}: expected {expected} "
-                             f"(pass root=... or set {ENV_VAR}; nothing is downloaded)")
+                             f"(set data.root, root= in Python, or {ENV_VAR}; nothing is downloaded)")
 
 
 # ---------------------------------------------------------------- CIFAR (python pickles)
@@ -158,41 +161,96 @@ def _missing(what: str, root: Path, expected: str) -> FileNotFoundError:
 _CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _cifar_members(root: Path, dirname: str, archive: str, what: str, names: list[str]) -> dict[str, bytes]:
-    """Raw bytes of ``names`` from ``root/dirname/`` or the tar.gz ``archive`` (no extraction)."""
-    expected = f"'{archive}' or the extracted directory '{dirname}/' (files {', '.join(names)})"
+# A CIFAR batch pickle holds N rows of 3072 bytes plus, per row, a label and a file name
+# (31-39 bytes in the real files), plus a small header. Anything larger is not a CIFAR batch,
+# and is refused *before* it is read (a sparse 1 GiB file, or a 1 GiB member inside a 5 MB
+# tar.gz, would otherwise be read into memory whole).
+_CIFAR_ROW_BYTES = 3072
+_CIFAR_ROW_SLACK = 256
+_CIFAR_HEADER_SLACK = 2 ** 20
+_CIFAR_ROWS = {"data_batch_1": 10000, "data_batch_2": 10000, "data_batch_3": 10000, "data_batch_4": 10000,
+               "data_batch_5": 10000, "test_batch": 10000, "train": 50000, "test": 10000}
+_CIFAR_META_MAX = 2 ** 20
+
+
+def _cifar_cap(name: str) -> int:
+    """The largest file ``name`` of a CIFAR archive can be, from its row count."""
+    if name in _CIFAR_ROWS:
+        return _CIFAR_ROWS[name] * (_CIFAR_ROW_BYTES + _CIFAR_ROW_SLACK) + _CIFAR_HEADER_SLACK
+    return _CIFAR_META_MAX
+
+
+def _read_capped(f, cap: int, what: str) -> bytes:
+    data = f.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"{what}: larger than a CIFAR file can be ({cap} bytes at most)")
+    return data
+
+
+def _cifar_locate(root: Path, dirname: str, archive: str, names: list[str]) -> tuple[str, Path] | None:
+    """``("dir", folder)`` or ``("tar", archive)`` holding ``names`` under ``root``, without reading data."""
     for d in (root / dirname, root):
         if all((d / n).is_file() for n in names):
-            return {n: (d / n).read_bytes() for n in names}
+            return "dir", d
     for a in (root / archive, root):
         if a.is_file() and tarfile.is_tarfile(a):
-            out: dict[str, bytes] = {}
-            with tarfile.open(a, "r:*") as tar:
-                for m in tar.getmembers():
-                    base = m.name.rsplit("/", 1)[-1]
-                    if m.isfile() and base in names and base not in out:
-                        f = tar.extractfile(m)
-                        if f is not None:
-                            out[base] = f.read()
+            return "tar", a
+    return None
+
+
+def _cifar_members(root: Path, dirname: str, archive: str, what: str, names: list[str]) -> dict[str, bytes]:
+    """Raw bytes of ``names`` from ``root/dirname/`` or the tar.gz ``archive`` (no extraction).
+
+    Every file's size is checked against what a CIFAR file can hold before it is read.
+    """
+    expected = f"'{archive}' or the extracted directory '{dirname}/' (files {', '.join(names)})"
+    where = _cifar_locate(root, dirname, archive, names)
+    if where is None:
+        raise _missing(what, root, expected)
+    kind, loc = where
+    out: dict[str, bytes] = {}
+    if kind == "dir":
+        for n in names:
+            p = loc / n
+            cap = _cifar_cap(n)
+            if p.stat().st_size > cap:
+                raise ValueError(f"{what}: {str(p)!r} has {p.stat().st_size} bytes, more than a CIFAR "
+                                 f"file can hold ({cap})")
+            with open(p, "rb") as f:
+                out[n] = _read_capped(f, cap, f"{what}: {str(p)!r}")
+        return out
+    with tarfile.open(loc, "r:*") as tar:
+        for m in tar:
+            base = m.name.rsplit("/", 1)[-1]
+            if not (m.isfile() and base in names and base not in out):
+                continue
+            cap = _cifar_cap(base)
+            if m.size > cap:
+                raise ValueError(f"{what}: archive member {m.name!r} claims {m.size} bytes, more than a "
+                                 f"CIFAR file can hold ({cap})")
+            f = tar.extractfile(m)
+            if f is not None:
+                out[base] = _read_capped(f, cap, f"{what}: archive member {m.name!r}")
             if set(out) >= set(names):
-                return out
-            raise FileNotFoundError(f"{what}: archive {str(a)!r} lacks {sorted(set(names) - set(out))}")
-    raise _missing(what, root, expected)
+                break
+    if set(out) >= set(names):
+        return out
+    raise FileNotFoundError(f"{what}: archive {str(loc)!r} lacks {sorted(set(names) - set(out))}")
 
 
 _CIFAR_MAX_ROWS = 50000  # CIFAR-100's train file holds all 50,000 rows
 
 
-def _cifar_batch(raw: bytes, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(raw: bytes, label_key: bytes, max_rows: int = _CIFAR_MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
     d = safe_loads(raw)
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise ValueError(f"not a CIFAR batch (needs keys b'data' and {label_key!r})")
     data, labels = d[b"data"], d[label_key]
     # Validate before any copy: a crafted file must not make us build a huge array.
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == 3072 and data.shape[0] <= _CIFAR_MAX_ROWS):
+            and data.shape[1] == 3072 and data.shape[0] <= max_rows):
         raise ValueError("not a CIFAR batch: b'data' must be a uint8 array of shape (N, 3072), "
-                         f"N <= {_CIFAR_MAX_ROWS}")
+                         f"N <= {max_rows}")
     n = data.shape[0]
     if isinstance(labels, np.ndarray):
         ok = labels.ndim == 1 and labels.dtype.kind in "iu"
@@ -234,8 +292,8 @@ def load_cifar10(root: str | os.PathLike | None = None) -> ImageData:
     r = _resolve_root(root, what, "'cifar-10-python.tar.gz' or 'cifar-10-batches-py/'")
     train = [f"data_batch_{i}" for i in range(1, 6)]
     raw = _cifar_members(r, "cifar-10-batches-py", "cifar-10-python.tar.gz", what, train + ["test_batch"])
-    parts = [_cifar_batch(raw[n], b"labels") for n in train]
-    xt, yt = _cifar_batch(raw["test_batch"], b"labels")
+    parts = [_cifar_batch(raw[n], b"labels", _CIFAR_ROWS[n]) for n in train]
+    xt, yt = _cifar_batch(raw["test_batch"], b"labels", _CIFAR_ROWS["test_batch"])
     return _to_image_data(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                           xt, yt, _CIFAR10_CLASSES, "cifar10")
 
@@ -252,15 +310,15 @@ def load_cifar100(root: str | os.PathLike | None = None, labels: str = "fine") -
     r = _resolve_root(root, what, "'cifar-100-python.tar.gz' or 'cifar-100-python/'")
     raw = _cifar_members(r, "cifar-100-python", "cifar-100-python.tar.gz", what, ["train", "test"])
     key = f"{labels}_labels".encode()
-    xs, ys = _cifar_batch(raw["train"], key)
-    xt, yt = _cifar_batch(raw["test"], key)
+    xs, ys = _cifar_batch(raw["train"], key, _CIFAR_ROWS["train"])
+    xt, yt = _cifar_batch(raw["test"], key, _CIFAR_ROWS["test"])
     k = 100 if labels == "fine" else 20
     classes = [str(i) for i in range(k)]
     try:
         meta = _cifar_members(r, "cifar-100-python", "cifar-100-python.tar.gz", what, ["meta"])["meta"]
         names = safe_loads(meta)[f"{labels}_label_names".encode()]  # type: ignore[index]
         classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    except (FileNotFoundError, KeyError, TypeError):
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
         pass
     return _to_image_data(xs, ys, xt, yt, classes, f"cifar100-{labels}")
 
@@ -274,16 +332,29 @@ _FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sand
                     "Sneaker", "Bag", "Ankle boot")
 
 
+# Format limits of the MNIST-style idx files: what each of the four files may hold.
+_IDX_LIMITS = {"train_x": (60000, (28, 28)), "train_y": (60000, ()),
+               "test_x": (10000, (28, 28)), "test_y": (10000, ())}
+
+
+def _idx_header(head: bytes) -> tuple[int, int]:
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        raise ValueError("not an idx file (bad magic number)")
+    code, ndim = head[2], head[3]
+    if code != 0x08:
+        raise ValueError(f"idx dtype code {code:#x} not supported (only 0x08 unsigned byte)")
+    return code, ndim
+
+
 def read_idx(raw: bytes) -> np.ndarray:
     """Parse an idx file (big-endian header: 0, 0, dtype code, ndim, then ndim uint32 dims).
 
-    Only unsigned bytes (code 0x08) are accepted, as in MNIST/FashionMNIST.
+    Only unsigned bytes (code 0x08) are accepted, as in MNIST/FashionMNIST; the payload must
+    have exactly the size the header gives (no trailing bytes).
     """
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError("not an idx file (bad magic number)")
-    code, ndim = raw[2], raw[3]
-    if code != 0x08:
-        raise ValueError(f"idx dtype code {code:#x} not supported (only 0x08 unsigned byte)")
+    _, ndim = _idx_header(raw[:4])
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError("idx header is truncated")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     body = raw[4 + 4 * ndim:]
     if len(body) != int(np.prod(dims)):
@@ -291,9 +362,42 @@ def read_idx(raw: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def _load_idx_set(root, what: str, subdirs: tuple[str, ...], classes, name) -> ImageData:
-    expected = ", ".join(f"'{v}[.gz]'" for v in _IDX.values())
-    r = _resolve_root(root, what, expected)
+def _read_idx_file(path: Path, key: str) -> np.ndarray:
+    """Stream one idx file (``.gz`` or not): header first, checked against the format
+    (:data:`_IDX_LIMITS`), then exactly the payload it announces; trailing data is refused.
+
+    Memory is bounded by the format, never by the file: a gzip bomb is never decompressed
+    beyond the announced payload plus one byte.
+    """
+    max_n, item = _IDX_LIMITS[key]
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            _, ndim = _idx_header(head)
+            if ndim != 1 + len(item):
+                raise ValueError(f"expected {1 + len(item)} dimensions, header says {ndim}")
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) != 4 * ndim:
+                raise ValueError("idx header is truncated")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            if dims[0] > max_n or tuple(dims[1:]) != item:
+                raise ValueError(f"header says shape {dims}; this file holds at most {max_n} items of "
+                                 f"shape {item}")
+            n = int(np.prod(dims))
+            if path.suffix != ".gz" and path.stat().st_size != 4 + 4 * ndim + n:
+                raise ValueError(f"file has {path.stat().st_size} bytes, header says {4 + 4 * ndim + n}")
+            body = f.read(n)
+            if len(body) != n:
+                raise ValueError(f"idx payload has {len(body)} bytes, header says {dims}")
+            if f.read(1):
+                raise ValueError("trailing bytes after the idx payload")
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"cannot read: {e}") from None
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _locate_idx(r: Path, subdirs: tuple[str, ...]) -> dict[str, Path] | None:
     for d in (r, *(r / s for s in subdirs)):
         found = {}
         for k, base in _IDX.items():
@@ -302,14 +406,78 @@ def _load_idx_set(root, what: str, subdirs: tuple[str, ...], classes, name) -> I
                     found[k] = cand
                     break
         if len(found) == len(_IDX):
-            arr = {}
-            for k, p in found.items():
-                raw = p.read_bytes()
-                arr[k] = read_idx(gzip.decompress(raw) if p.suffix == ".gz" else raw)
-            xs, xt = arr["train_x"][:, None], arr["test_x"][:, None]  # (N, 1, 28, 28)
-            return _to_image_data(xs, arr["train_y"].astype(np.int64), xt,
-                                  arr["test_y"].astype(np.int64), classes, name)
-    raise _missing(what, r, expected)
+            return found
+    return None
+
+
+def _load_idx_set(root, what: str, subdirs: tuple[str, ...], classes, name) -> ImageData:
+    expected = ", ".join(f"'{v}[.gz]'" for v in _IDX.values())
+    r = _resolve_root(root, what, expected)
+    found = _locate_idx(r, subdirs)
+    if found is None:
+        raise _missing(what, r, expected)
+    arr = {}
+    for k, p in found.items():
+        try:
+            arr[k] = _read_idx_file(p, k)
+        except ValueError as e:
+            raise ValueError(f"{what}: {str(p)!r}: {e}") from None
+    for split in ("train", "test"):
+        nx, ny = len(arr[f"{split}_x"]), len(arr[f"{split}_y"])
+        if nx != ny:
+            raise ValueError(f"{what}: {nx} {split} images but {ny} labels")
+        if ny and arr[f"{split}_y"].max() >= len(classes):
+            raise ValueError(f"{what}: {split} labels must lie in [0, {len(classes)})")
+    xs, xt = arr["train_x"][:, None], arr["test_x"][:, None]  # (N, 1, 28, 28)
+    return _to_image_data(xs, arr["train_y"].astype(np.int64), xt,
+                          arr["test_y"].astype(np.int64), classes, name)
+
+
+_SETS = {
+    "cifar10": ("CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
+                [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
+    "cifar100": ("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz", ["train", "test"]),
+    "mnist": ("MNIST", ("MNIST/raw", "MNIST", "mnist")),
+    "fashion_mnist": ("FashionMNIST", ("FashionMNIST/raw", "FashionMNIST", "fashion_mnist")),
+}
+
+
+def locate(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the files of ``dataset`` (cifar10, cifar100, mnist, fashion_mnist) are, without
+    reading them; :class:`FileNotFoundError` naming the expected files otherwise.
+
+    Configs call this from ``check()`` (through :func:`require`) so that a missing archive is
+    refused before any run folder exists.
+    """
+    if dataset not in _SETS:
+        raise ValueError(f"dataset must be one of {', '.join(_SETS)}, got {dataset!r}")
+    spec = _SETS[dataset]
+    if dataset.startswith("cifar"):
+        what, dirname, archive, names = spec
+        expected = f"'{archive}' or the extracted directory '{dirname}/'"
+        r = _resolve_root(root, what, expected)
+        where = _cifar_locate(r, dirname, archive, names)
+        if where is None:
+            raise _missing(what, r, expected)
+        return where[1]
+    what, subdirs = spec
+    expected = ", ".join(f"'{v}[.gz]'" for v in _IDX.values())
+    r = _resolve_root(root, what, expected)
+    found = _locate_idx(r, subdirs)
+    if found is None:
+        raise _missing(what, r, expected)
+    return found["train_x"].parent
+
+
+def require(dataset: str, root: str | os.PathLike | None, field: str) -> None:
+    """:func:`locate`, raising :class:`~featlab.config.ConfigError` naming ``field`` (e.g.
+    ``data.root``) instead: for a config's ``check()``."""
+    from ..config import ConfigError
+
+    try:
+        locate(dataset, root)
+    except FileNotFoundError as e:
+        raise ConfigError(field, str(e).replace("\n", " ")) from None
 
 
 def load_mnist(root: str | os.PathLike | None = None) -> ImageData:

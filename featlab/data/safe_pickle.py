@@ -9,7 +9,9 @@ stores ``bytes``). Anything else (``os.system``, ``builtins.eval``, ...) raises
 Memory is bounded by the file: ``numpy.ndarray`` is handed out as a non-callable token that
 ``_reconstruct`` accepts only with numpy's empty placeholder shape ``(0,)``; the array's real
 shape then comes with its data bytes (``__setstate__`` refuses a buffer of the wrong size).
-So a small pickle cannot call ``ndarray((2e10,), u1)`` to allocate uninitialised memory. Python 2 pickles (the original CIFAR files)
+So a small pickle cannot call ``ndarray((2e10,), u1)`` to allocate uninitialised memory.
+Callers bound the pickle's own size before reading it (:mod:`featlab.data.images`), and bytes
+after the pickle are refused. Python 2 pickles (the original CIFAR files)
 are read with ``encoding="bytes"``, so dict keys are ``bytes`` (``b'data'``, ``b'labels'``).
 """
 from __future__ import annotations
@@ -65,5 +67,14 @@ class _Restricted(pickle.Unpickler):
 
 
 def safe_loads(data: bytes) -> object:
-    """Unpickle ``data`` allowing only builtin containers/scalars and numpy arrays."""
-    return _Restricted(io.BytesIO(data), encoding="bytes").load()
+    """Unpickle ``data`` allowing only builtin containers/scalars and numpy arrays.
+
+    ``data`` must be exactly one pickle: bytes after its STOP opcode raise
+    ``pickle.UnpicklingError`` (a file with something appended is not the file we expect).
+    """
+    buf = io.BytesIO(data)
+    obj = _Restricted(buf, encoding="bytes").load()
+    rest = len(data) - buf.tell()
+    if rest:
+        raise pickle.UnpicklingError(f"{rest} trailing bytes after the pickle")
+    return obj

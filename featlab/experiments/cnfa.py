@@ -31,6 +31,12 @@ class DataConfig:
     n_train: int = F(0, "training images used (0: all), class-stratified seeded subset", ge=0)
     standardise: bool = F(True, "standardise channels with training mean/std")
 
+    def check(self) -> None:
+        if self.name == "cifar10":
+            from ..data.images import require
+
+            require("cifar10", self.root, "data.root")  # a missing archive: refused before any folder exists
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -50,7 +56,8 @@ class TrainConfig:
     weight_decay: float = F(0.0, "weight decay", ge=0)
     epochs: int = F(20, "training epochs", ge=1)
     batch_size: int = F(64, "mini-batch size", ge=2)
-    probe_epochs: tuple[int, ...] = F((5, 10), "epochs after which CNFA is measured (besides init and the end)", ge=1)
+    probe_epochs: tuple[int, ...] = F((5, 10), "epochs after which CNFA is measured (besides init and the end)", ge=1,
+                                      length=(0, None))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ METHODS = ("fixed", "convrfm", "deep_convrfm", "cnn")
 @dataclass(frozen=True)
 class DataConfig:
     tasks: tuple[str, ...] = F(("row_signal", "digit_in_noise", "bars", "digits"),
-                               "tasks to run, any of: " + ", ".join(TASKS))
+                               "tasks to run, any of: " + ", ".join(TASKS), choices=TASKS)
     n_train: int = F(200, "training images per task (10% become the validation split)", ge=20)
     n_test: int = F(400, "test images per task", ge=1)
     row_sigma: float = F(2.0, "row_signal noise level σ (noise std √σ/√32 per pixel); paper value unknown",
@@ -46,6 +46,10 @@ class DataConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError("tasks", "allowed: " + ", ".join(TASKS), self.tasks)
+        if "cifar10" in self.tasks:
+            from ..data.images import require
+
+            require("cifar10", self.root, "data.root")  # a missing archive: refused before any folder exists
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class CNNMethod:
 @dataclass(frozen=True)
 class ConvRFMConfig(ExperimentConfig):
     data: DataConfig = sub(DataConfig, "tasks and sizes")
-    methods: tuple[str, ...] = F(METHODS, "methods to compare, any of: " + ", ".join(METHODS))
+    methods: tuple[str, ...] = F(METHODS, "methods to compare, any of: " + ", ".join(METHODS), choices=METHODS)
     convrfm: ConvRFMMethod = sub(ConvRFMMethod, "ConvRFM and the fixed kernel (n_iter = 0)")
     deep: DeepMethod = sub(DeepMethod, "Deep ConvRFM")
     cnn: CNNMethod = sub(CNNMethod, "Vanilla CNN baseline")

@@ -75,7 +75,7 @@ def tiny() -> EmergenceConfig:
 def _localisation_stats(W: np.ndarray, mask: np.ndarray, L: int, dim: int) -> dict:
     """Centres and FWHM (of the w² profile, in sites) of the units in ``mask``; W: (U, D)."""
     if not mask.any():
-        return {"n": 0, "fwhm_median": float("nan"), "rayleigh_p": float("nan")}
+        return {"n": 0, "fwhm_median": None, "rayleigh_p": None}  # not applicable: None, never NaN
     prof = profile(W[mask], L, dim)                     # (n, L) or (n, 2, L)
     width = fwhm(prof)
     centres = circular_centre(prof)
@@ -83,8 +83,9 @@ def _localisation_stats(W: np.ndarray, mask: np.ndarray, L: int, dim: int) -> di
         width = width.mean(-1)
         centres = centres[:, 1]                          # column coordinate for the 1-ring test
     tl = tiling(centres, L)
+    p = tl["rayleigh_p"]
     return {"n": int(mask.sum()), "fwhm_median": float(np.nanmedian(width)) if np.isfinite(width).any()
-            else float("nan"), "rayleigh_p": tl["rayleigh_p"]}
+            else None, "rayleigh_p": float(p) if p is not None and np.isfinite(p) else None}
 
 
 def run(cfg: EmergenceConfig, ctx) -> dict:
@@ -114,7 +115,8 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
         summary[f"n_localised_{tag}"] = st["n"]
         summary[f"fwhm_median_{tag}"] = st["fwhm_median"]
         summary[f"tiling_rayleigh_p_{tag}"] = st["rayleigh_p"]
-    summary["ipr_ratio"] = summary["ipr_nlgp"] / summary["ipr_clone"]
+    a, b = summary["ipr_nlgp"], summary["ipr_clone"]
+    summary["ipr_ratio"] = a / b if a is not None and b is not None and b > 0 else None
     # "kurtosis during learning": κ(w·x) of the final long-range detectors on held-out inputs
     for tag, task in zip(TAGS, tasks):
         x, _ = task.sample(4000, ctx.generator("heldout"))
@@ -122,7 +124,7 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
         W = snaps["W"][-1, idx].reshape(-1, D)                          # (R K, D)
         kappa = preactivation_kurtosis(torch.as_tensor(W), x.reshape(len(x), -1)).numpy()
         mask = detect[idx].reshape(-1)
-        summary[f"kurtosis_{tag}"] = float(kappa[mask].mean()) if mask.any() else float("nan")
+        summary[f"kurtosis_{tag}"] = float(kappa[mask].mean()) if mask.any() else None
 
     ctx.save_arrays(t=res.t, steps=res.steps, t_steps=res.t_steps, t_samples=res.t_samples,
                     W=snaps["W"], b=snaps["b"], v=snaps["v"], ipr=iprs.astype(np.float32),

@@ -138,7 +138,17 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
                             [(x_t.reshape(len(x_t), -1), 1.0 - 2.0 * c_t.to(dtype))], T=T_cnn,
                             lr=[net.param_lrs(c.lr, lr_bias=c.lr_bias or c.lr / D)], bs=cfg.train.bs, time_unit=cfg.train.time_unit,
                             n_evals=cfg.train.n_evals, targets="original", progress=bar, desc="soft CNN")
-    ctx.check_finite(torch.as_tensor(res.mse[-1]).sum(), "CNN test MSE")
+    ctx.check_finite(torch.as_tensor(res.mse[:, 0]), "CNN test MSE",  # tanh saturates: a finite divergence
+                     ceiling=1.5 * max(1.0, float(res.mse[0, 0])))
+    ctx.check_finite(net.filters.detach(), "CNN filters")
+    if c.activation in ("tanh", "erf"):  # saturated units: outputs no longer depend on the input
+        with torch.no_grad():
+            sat = float((net.hidden(x_t.reshape(len(x_t), -1).to(ctx.device)).abs() > 1 - 1e-6).double().mean())
+        if sat > 0.99:
+            from ..runs import DivergenceError
+
+            raise DivergenceError(f"{sat:.1%} of the CNN's hidden units are saturated (|g| > 1 - 1e-6) on the test "
+                                  "inputs: the run diverged; try a smaller cnn.lr")
     filt = net.filters.detach().cpu().numpy().astype(np.float64)  # (banks, k)
     F_emb = _embed(filt, L)
 
@@ -146,12 +156,14 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
     cnn_al = _align(F_emb)
     fc_w = fwhm(profile(fc_al, L)) if loc.any() else np.array([np.nan])
     cnn_w = fwhm(profile(cnn_al, L))
-    med_fc = float(np.nanmedian(fc_w)) if np.isfinite(fc_w).any() else float("nan")
-    med_cnn = float(np.nanmedian(cnn_w)) if np.isfinite(cnn_w).any() else float("nan")
+    # not applicable (no localised unit, no finite width): None, never NaN
+    med_fc = float(np.nanmedian(fc_w)) if np.isfinite(fc_w).any() else None
+    med_cnn = float(np.nanmedian(cnn_w)) if np.isfinite(cnn_w).any() else None
     summary = {"D": D, "ipr_baseline": base, "n_localised_fc": int(loc.sum()), "fc_width_median": med_fc,
-               "cnn_width_median": med_cnn, "width_ratio": med_cnn / med_fc if med_fc > 0 else float("nan"),
+               "cnn_width_median": med_cnn,
+               "width_ratio": med_cnn / med_fc if med_fc and med_cnn is not None and med_fc > 0 else None,
                "acc_fc": float(fc.result.acc[-1].mean()), "acc_cnn": float(res.acc[-1, 0]),
-               "ipr_fc_localised_mean": float(ipr(W[loc]).mean()) if loc.any() else float("nan"),
+               "ipr_fc_localised_mean": float(ipr(W[loc]).mean()) if loc.any() else None,
                "ipr_cnn_filters_mean": float(ipr(F_emb).mean()), "cnn_k": c.k}
     ctx.save_arrays(fc_aligned=fc_al, cnn_aligned=cnn_al, fc_fwhm=fc_w, cnn_fwhm=cnn_w, cnn_filters=filt,
                     fc_W=W, fc_detect=det, fc_localised=loc, cnn_t=res.t, cnn_acc=res.acc[:, 0])

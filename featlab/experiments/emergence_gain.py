@@ -33,9 +33,10 @@ class EmergenceGainConfig(ExperimentConfig):
     model: ModelConfig = sub(ModelConfig, "the committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
     gains: tuple[float, ...] = F((0.3, 1.0, 3.0, 10.0, 30.0, 100.0), "NLGP gains, in data.gain_convention",
-                                 gt=0, tag="[design]")
+                                 gt=0, tag="[design]", length=(2, None))
     kur_k: tuple[float, ...] = F((5.0, 50.0), "Kur(k) controls: k = 5 heavy-tailed (kappa > 3), "
-                                 "k = 50 light-tailed (near uniform)", gt=2, tag="[code]")
+                                 "k = 50 light-tailed (near uniform); empty: none", gt=2, tag="[code]",
+                                 length=(0, None))
     elliptical: bool = F(True, "add the elliptical ('weird' radius) control", tag="[code]")
     n_seeds: int = F(3, "seeds per task (median and spread)", ge=1)
     phase_gains: tuple[float, ...] = F((1.0, 3.0, 10.0), "gains of the phase diagram", gt=0)
@@ -105,12 +106,13 @@ def run(cfg: EmergenceGainConfig, ctx) -> dict:
     kappa = np.array([nlgp_marginal_kurtosis(g, d.gain_convention) for g in cfg.gains])
 
     above = np.nonzero(med["nlgp"] > 2 * base)[0]
+    na = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731 - no detectors: None, never NaN
     summary: dict = {"D": D, "ipr_baseline": base,
-                     "gain_threshold": float(gains[above[0]]) if len(above) else float("nan"),
-                     "ipr_nlgp_max_gain": float(med["nlgp"][-1]), "ipr_clone_max_gain": float(med["clone"][-1]),
+                     "gain_threshold": float(gains[above[0]]) if len(above) else None,
+                     "ipr_nlgp_max_gain": na(med["nlgp"][-1]), "ipr_clone_max_gain": na(med["clone"][-1]),
                      "max_gain": float(gains[-1]), "gain_convention": d.gain_convention}
     for tag in tags:
-        summary[f"ipr_{tag}"] = float(stats[tag][1])
+        summary[f"ipr_{tag}"] = na(stats[tag][1])
         summary[f"acc_{tag}"] = acc[tag]
     for k in cfg.kur_k:
         summary[f"kappa_kur_k{k:g}"] = norta_marginal_kurtosis(k)
@@ -127,7 +129,7 @@ def run(cfg: EmergenceGainConfig, ctx) -> dict:
                         data_stream="phase")
         pv = _per_run_ipr(pt).reshape(len(cfg.phase_gains), len(cfg.phase_ratios))
         arrays["phase_ipr"] = pv
-        summary["phase_ipr_max"] = float(np.nanmax(pv))
+        summary["phase_ipr_max"] = na(np.nanmax(pv)) if np.isfinite(pv).any() else None
         ctx.save_figure(plot_phase(np.array(cfg.phase_gains), np.array(cfg.phase_ratios), pv, base, d.gain_convention),
                         "phase_diagram", f"Final IPR of the long-range detectors (1 seed) over NLGP gain "
                         f"({d.gain_convention} convention) and xi1/xi0 (xi0 = {d.xi[0]}), in units of 3/(D+2). "

@@ -32,11 +32,11 @@ class EmergenceIsingConfig(ExperimentConfig):
     data: DataConfig = sub(DataConfig, "the task; data.L is the 1D ring size, data.T_ising the temperatures")
     model: ModelConfig = sub(ModelConfig, "the committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
-    dims: tuple[int, ...] = F((1, 2), "lattice dimensions to run, each 1 or 2")
+    dims: tuple[int, ...] = F((1, 2), "lattice dimensions to run, each 1 or 2", choices=(1, 2), length=(1, 2))
     L2: int = F(20, "linear size of the 2D lattice (D = L2^2)", ge=4)
     T_ising_2d: tuple[float, ...] = F((4.0, 2.3), "2D temperatures (T0 hot/short, T1 cold/long), J = 1; T1 just "
                                       "above T_c = 2.269 (below it the lattice is magnetised and |m| solves the "
-                                      "task; data.T_ising is used in 1D)", gt=0, tag="[design]")
+                                      "task; data.T_ising is used in 1D)", gt=0, tag="[design]", length=2)
     sampler_2d: str = F("swendsen_wang", "2D sampler: swendsen_wang (default, short autocorrelation), wolff, "
                         "or checkerboard metropolis (fast with many chains)",
                         choices=("swendsen_wang", "wolff", "metropolis"))

@@ -36,7 +36,7 @@ class EmergenceTheoryConfig(ExperimentConfig):
 
     L: int = F(40, "sites (1D ring), D = L; the cumulant tensor is stored as D^3", ge=4, le=64, tag="[code]")
     xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1) latent correlation lengths in sites, class 0 short, "
-                              "class 1 long (LSG single-neuron runs)", gt=0, tag="[code]")
+                              "class 1 long (LSG single-neuron runs)", gt=0, tag="[code]", length=2)
     marginal: str = F("nlgp", "data of both classes: NLGP(gain) or NORTA Kur(k) (heavy-tailed for k near 4); "
                       "the clone always has the same per-class covariance", choices=("nlgp", "kur"), tag="[code]")
     gain: float = F(3.0, "NLGP gain in gain_convention (LSG's single-neuron gain is not recorded)",
@@ -109,7 +109,7 @@ def _simulate(task, w0: torch.Tensor, cfg: EmergenceTheoryConfig, gen: torch.Gen
                 snaps.append(w.clone())
                 nxt += 1
             bar.update(1)
-    ctx.check_finite(w.sum(), "weights")
+    ctx.check_finite((w * w).sum(), "SGD weights |w|^2")  # |w|^2 overflows before w does
     return torch.stack(snaps).cpu().numpy()  # (T, D)
 
 
@@ -151,6 +151,7 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
         tr = effective_dynamics(S0, S1, f, tau=cfg.lr, n_steps=cfg.steps, w0=w0, n_snapshots=cfg.n_snapshots)
         assert tr.steps.tolist() == keep
         ode[name] = tr.w[:, 0].numpy()  # (T, D)
+        ctx.check_finite(torch.as_tensor(ode[name][-1]).pow(2).sum(), f"ODE weights |w|^2 ({name})")
     sim = {}
     for name, task in tasks.items():
         gen = ctx.generator("data")  # same stream for NLGP and clone

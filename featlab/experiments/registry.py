@@ -68,9 +68,9 @@ class Experiment:
         return "paper" if preset in self.paper_presets else "smoke"
 
     def preset(self, name: str | None = None) -> Any:
-        name = name or self.default_preset
+        name = self.default_preset if name is None else name  # "" is a bad name, not the default
         if name not in self.presets:
-            raise ConfigError("preset", "allowed: " + ", ".join(self.presets), name)
+            raise ConfigError("preset", did_you_mean(name, self.presets) + "allowed: " + ", ".join(self.presets), name)
         return self.presets[name]()
 
 
@@ -107,8 +107,16 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Experiment:
-    """The experiment called ``name``; an unknown name raises :class:`ConfigError`."""
+    """The experiment called ``name``; an unknown name raises :class:`ConfigError` (with a "did you mean")."""
     exps = all_experiments()
     if name not in exps:
-        raise ConfigError("experiment", "allowed: " + ", ".join(exps), name)
+        raise ConfigError("experiment", did_you_mean(name, exps) + "allowed: " + ", ".join(exps), name)
     return exps[name]
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """``"did you mean X? "`` for the closest of ``choices`` to ``word`` (difflib), else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(close)}? " if close else ""

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ExperimentConfig, F, sub
+from ..config import ConfigError, ExperimentConfig, F, sub
+from ..models.zoo import available as _zoo_names
 from .registry import Claim, Experiment, register
 
 NAME = "stability"
@@ -37,14 +38,24 @@ class DataConfig:
                                            "std added to train and test images; one run per value",
                                            ge=0, tag="[code]")
 
+    def check(self) -> None:
+        if self.dataset == "cifar10":
+            if self.path is None:
+                raise ConfigError("path", "required with dataset=cifar10 (folder of the local archive)")
+            from ..data.images import require
+
+            require("cifar10", self.path, "path")  # a missing archive: refused before any folder exists
+
 
 @dataclass(frozen=True)
 class NetsConfig:
-    names: tuple[str, ...] = F(("fc2", "lenet", "vanilla"), "zoo architectures (featlab.models.get)")
+    names: tuple[str, ...] = F(("fc2", "lenet", "vanilla"), "zoo architectures (featlab.models.get)",
+                               choices=tuple(_zoo_names()))
     vanilla_depth: int = F(3, "depth of the 'vanilla' CNN", ge=1)
     vanilla_width: int = F(32, "channels of the 'vanilla' CNN", ge=1, cost="time ∝ width²")
     layerwise: tuple[str, ...] = F(("lenet", "vanilla"), "nets that also get per-layer D/G/R (init, "
-                                   "trained, shuffled) and filter spectra (first corruption value only)")
+                                   "trained, shuffled) and filter spectra (first corruption value only)",
+                                   choices=tuple(_zoo_names()), length=(0, None))
 
 
 @dataclass(frozen=True)
@@ -218,12 +229,13 @@ def run(cfg: StabilityConfig, ctx) -> dict:
 
     R = np.array([r["R"] for r in rows])
     eps = np.array([r["test_error"] for r in rows])
+    na = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731 - too few points: None, never NaN
     a, b, rho = fit_power_law(R, eps)
     _, bD, rhoD = fit_power_law([r["D"] for r in rows], eps)
     _, bG, rhoG = fit_power_law([r["G"] for r in rows], eps)
     ctx.save_arrays(R_f=R, D_f=np.array([r["D"] for r in rows]), G_f=np.array([r["G"] for r in rows]),
                     test_error=eps, R_f_init=np.array([r["R_init"] for r in rows]))
-    summary = {"a": a, "b": b, "rho": rho, "rho_D": rhoD, "rho_G": rhoG, "n_points": len(rows),
+    summary = {"a": na(a), "b": na(b), "rho": na(rho), "rho_D": na(rhoD), "rho_G": na(rhoG), "n_points": len(rows),
                "R_layers_init": {n: v["R_init"] for n, v in layerwise.items()},
                "R_layers_trained": {n: v["R_trained"] for n, v in layerwise.items()},
                "R_layers_shuffled": {n: v["R_shuffled"] for n, v in layerwise.items()},

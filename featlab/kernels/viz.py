@@ -62,39 +62,54 @@ def minmax(A: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def figure_filters(filters: torch.Tensor, eigenvalues: torch.Tensor | None = None, title: str = ""):
-    """Top eigenvectors of M as filters, each min-max scaled; channel-summed if c != 3."""
-    from ..plotting import figure
+    """Top eigenvectors of M as filters, each min-max scaled; channel-summed if c != 3.
+
+    One panel per filter (rows of at most 8), titled with its eigenvalue. Grey-scale filters
+    share one colour bar, "min-max scaled per filter" (0 = that filter's min, 1 = its max); RGB
+    filters (c = 3) are shown as colours and have none.
+    """
+    from ..plotting import colorbar, figure, image, panel_grid
 
     k = filters.shape[0]
-    fig, ax = figure(1, k, width=1.1, height=1.3)
-    for i in range(k):
+    nrows, ncols = panel_grid(k, 8)
+    fig, ax = figure(nrows, ncols, width=1.15, height=1.3)
+    rgb = filters.shape[1] == 3
+    im = None
+    for i, a in enumerate(ax.ravel()):
+        if i >= k:
+            a.set_axis_off()
+            continue
         f = filters[i]
-        img = minmax(f.permute(1, 2, 0)) if f.shape[0] == 3 else minmax(f.sum(0))
-        ax[0, i].imshow(img, cmap=None if f.shape[0] == 3 else "gray")
-        ax[0, i].set_xticks([])
-        ax[0, i].set_yticks([])
+        im = image(a, minmax(f.permute(1, 2, 0)) if rgb else minmax(f.sum(0)), cmap=None if rgb else "gray",
+                   vmin=0, vmax=1)
         if eigenvalues is not None:
-            ax[0, i].set_title(f"λ={float(eigenvalues[i]):.2g}", fontsize=7)
+            a.set_title(f"λ{i + 1} = {float(eigenvalues[i]):.3g}", fontsize=7)
+    if not rgb and im is not None:
+        colorbar(fig, im, ax, "min-max scaled\nper filter", ticks=(0, 0.5, 1))
     if title:
         fig.suptitle(title)
     return fig
 
 
 def figure_edge_maps(images: torch.Tensor, maps: dict[str, torch.Tensor]):
-    """Rows: images; columns: the image then one edge map per named M (channel-summed, min-max)."""
-    from ..plotting import figure
+    """Rows: images; columns: the image then one edge map per named M (channel-summed, min-max).
+
+    Every panel is min-max scaled on its own (shared colour bar "min-max scaled per panel").
+    """
+    from ..plotting import colorbar, figure, image
 
     n = images.shape[0]
-    fig, ax = figure(n, 1 + len(maps), width=1.4, height=1.4)
+    fig, ax = figure(n, 1 + len(maps), width=1.3, height=1.3)
+    im = None
     for r in range(n):
-        ax[r, 0].imshow(minmax(images[r].sum(0)), cmap="gray")
+        im = image(ax[r, 0], minmax(images[r].sum(0)), cmap="gray", vmin=0, vmax=1)
         for j, (name, mp) in enumerate(maps.items(), start=1):
-            ax[r, j].imshow(minmax(mp[r].sum(0)), cmap="gray")
+            image(ax[r, j], minmax(mp[r].sum(0)), cmap="gray", vmin=0, vmax=1)
             if r == 0:
-                ax[r, j].set_title(name, fontsize=7)
+                ax[r, j].set_title(name, fontsize=8)
         if r == 0:
-            ax[r, 0].set_title("image", fontsize=7)
-        for a in ax[r]:
-            a.set_xticks([])
-            a.set_yticks([])
+            ax[r, 0].set_title("image", fontsize=8)
+        ax[r, 0].set_ylabel(f"image {r + 1}", fontsize=7)
+    if im is not None:
+        colorbar(fig, im, ax, "min-max scaled\nper panel", ticks=(0, 0.5, 1))
     return fig

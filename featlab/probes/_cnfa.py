@@ -175,7 +175,8 @@ def cnfa(model: nn.Module, X: torch.Tensor, *, layers: Iterable[str] | None = No
                 W = _conv(model, name).weight.detach().to("cpu", torch.float64)
                 W0 = _conv(init, name).weight.detach().to("cpu", torch.float64)
                 dW = (W - W0).reshape(W.shape[0], -1)  # (k_out, D)
-                r_cent = rho(dW.T @ dW, matrix_power_psd(dW.T @ K @ dW, alpha))
+                # undefined (None, not NaN) while W = W0, e.g. at initialisation
+                r_cent = rho(dW.T @ dW, matrix_power_psd(dW.T @ K @ dW, alpha)) if bool(dW.any()) else None
         if fresh is not None:
             Cf = cnfm(fresh, name)
             r_fresh_tr = rho(Cf, C)

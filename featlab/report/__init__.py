@@ -1,4 +1,4 @@
-"""The self-contained HTML report (see :mod:`.html`)."""
+"""The self-contained HTML report (:mod:`.html`) and the grouping and verdict rules it applies (:mod:`.groups`)."""
 from .._lazy import attach
 
 _EXPORTS: dict[str, str] = {

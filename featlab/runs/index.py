@@ -2,7 +2,8 @@
 
 Each row holds ``experiment``, ``hash``, ``status``, ``seed``, ``device``, every config field
 flattened to dotted paths (``data.gain``), every scalar summary number (prefixed ``summary.``
-only when it clashes with a config field) and ``path``.
+only when it clashes with a config field) and ``path``. Unreadable folders are rows with
+status ``unreadable`` and a ``problem`` (see :mod:`featlab.runs.rundir`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import ConfigError
-from .rundir import RunDir, iter_runs
+from .rundir import STATUS_UNREADABLE, RunDir, iter_runs
 
 __all__ = ["index_runs", "filter_rows", "format_rows", "flatten"]
 
@@ -30,24 +31,22 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _row(rd: RunDir) -> dict | None:
-    try:
-        meta = rd.read_config()
-    except (OSError, json.JSONDecodeError):
-        return None
-    if "experiment" not in meta:
-        return None
-    row: dict[str, Any] = {"experiment": meta["experiment"], "hash": meta.get("hash", rd.path.name),
-                           "status": rd.status(), "seed": meta.get("seed"), "device": meta.get("device")}
+def _row(rd: RunDir) -> dict:
+    info = rd.inspect()
+    meta = info.meta
+    if info.status == STATUS_UNREADABLE:
+        exp = meta.get("experiment") if isinstance(meta.get("experiment"), str) and meta.get("experiment") \
+            else rd.path.parent.name
+        return {"experiment": exp, "hash": rd.path.name, "status": STATUS_UNREADABLE, "seed": None,
+                "device": None, "problem": info.problem, "path": str(rd.path)}
+    row: dict[str, Any] = {"experiment": meta.get("experiment", rd.path.parent.name),
+                           "hash": meta.get("hash", rd.path.name), "status": info.status,
+                           "seed": meta.get("seed"), "device": meta.get("device")}
     cfg = flatten(meta.get("config", {}))
     cfg.pop("seed", None)
     cfg.pop("device", None)
     row.update(cfg)
-    try:
-        summary = rd.read_summary()
-    except (OSError, json.JSONDecodeError):
-        summary = {}
-    for k, v in summary.items():
+    for k, v in info.summary.items():
         if k == "experiment" or isinstance(v, (dict, list)):
             continue
         row[f"summary.{k}" if k in row else k] = v
@@ -56,8 +55,13 @@ def _row(rd: RunDir) -> dict | None:
 
 
 def index_runs(root: str | Path) -> list[dict]:
-    """One row per run directory under ``root`` (sorted by experiment, then path)."""
-    rows = [r for r in (_row(rd) for rd in iter_runs(root)) if r is not None]
+    """One row per run directory under ``root`` (sorted by experiment, then path).
+
+    A folder that cannot be read gets a row with status ``unreadable``, its reason in
+    ``problem`` and its experiment taken from ``config.json`` when that much is readable
+    (else from the parent folder's name); reading never raises for a folder's content.
+    """
+    rows = [_row(rd) for rd in iter_runs(root)]
     return sorted(rows, key=lambda r: (r["experiment"], r["path"]))
 
 
@@ -82,8 +86,13 @@ def filter_rows(rows: list[dict], where: Iterable[str]) -> list[dict]:
             raise ConfigError("--where", "conditions are written field=value", cond)
         key, wanted = cond.split("=", 1)
         if rows and not any(key in r for r in rows):
+            import difflib
+
             known = sorted({k for r in rows for k in r})
-            raise ConfigError(f"--where {key}", "unknown field; known: " + ", ".join(known))
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else \
+                "see the columns of `featlab runs --format csv`"
+            raise ConfigError(f"--where {key}", f"unknown field; {hint}")
         rows = [r for r in rows if key in r and _matches(r[key], wanted)]
     return rows
 
@@ -94,7 +103,7 @@ def _varying(rows: list[dict]) -> list[str]:
         for k in r:
             if k not in keys:
                 keys.append(k)
-    fixed = {"experiment", "hash", "status", "seed", "path", "device"}
+    fixed = {"experiment", "hash", "status", "seed", "path", "device", "problem"}
     return [k for k in keys if k not in fixed and len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
 
 
@@ -128,6 +137,8 @@ def format_rows(rows: list[dict], fmt: str = "table") -> str:
     for exp in dict.fromkeys(r["experiment"] for r in rows):
         group = [r for r in rows if r["experiment"] == exp]
         cols = ["experiment", "hash", "status", "seed"] + _varying(group)
+        if any(r.get("problem") for r in group) and "problem" not in cols:
+            cols.append("problem")
         table = [cols] + [[cell(r.get(c)) for c in cols] for r in group]
         widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
         blocks.append("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table))

@@ -3,8 +3,11 @@
 1. Expand the spec into validated configs (nothing runs if one is bad).
 2. Configs whose run directory is ``DONE`` are *skipped*; the others are submitted.
 3. Each worker runs :func:`run_one`, which writes only its own run directory.
-4. A failed run (an exception, divergence, or a worker that died) is retried up to
-   ``retries`` times; its traceback stays in its ``FAILED`` record and in the result table.
+4. A failed run (an exception, divergence, or a worker that died while running it) is
+   retried up to ``retries`` times; its traceback stays in its ``FAILED`` record and in the
+   result table. Only the run a dead worker held is charged an attempt; queued runs are not.
+   Two sweeps (or a sweep and a manual run) that share a config never run it at once: the
+   second waits for the folder's lock, then skips the run if it ended DONE.
 5. The sweep ends with a table of done / skipped / failed, also written as JSON to
    ``OUT/<experiment>/sweep-<spec-hash>.json``.
 
@@ -18,7 +21,6 @@ import json
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,8 +34,16 @@ from .spec import SweepSpec, _import_plugins, expand
 __all__ = ["run_one", "run_sweep", "SweepResult", "SweepRow"]
 
 
-def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] = ()) -> dict:
+def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] = (),
+            preset: str | None = None, workers: int | None = None) -> dict:
     """Run one config in a worker process; never raises for a failed run.
+
+    ``preset`` (the spec's) is recorded in config.json with the fields overridden relative to it.
+
+    Waits while another process holds the run folder's lock, then skips it if that run ended
+    DONE. ``workers``: runs of this sweep executing at once on this machine, so that each run
+    picks ``cores // workers`` threads at most (``None``: the thread count of the Dask worker
+    this runs in, else 1).
 
     Returns ``{"status": "done"|"skipped"|"failed", "path": ..., "error": traceback or ""}``.
     """
@@ -45,12 +55,23 @@ def run_one(experiment: str, cfg_dict: dict, out: str, plugins: tuple[str, ...] 
     exp = get(experiment)
     cfg = from_dict(exp.config, cfg_dict)
     try:
-        res = execute(exp, cfg, out, quiet=True)
+        res = execute(exp, cfg, out, quiet=True, preset=preset, wait=None, workers=workers or _dask_threads())
         return {"status": "skipped" if res.skipped else "done", "path": str(res.path), "error": ""}
     except RunFailed as e:
         return {"status": "failed", "path": str(e.rundir.path), "error": e.rundir.read_failure().get("traceback", str(e))}
     except Exception:  # noqa: BLE001 - reported to the driver, which may retry
         return {"status": "failed", "path": str(run_path(out, experiment, cfg)), "error": traceback.format_exc()}
+
+
+def _dask_threads() -> int:
+    """Tasks a Dask worker runs at once (its thread count), or 1 outside Dask."""
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+        return int(getattr(w, "nthreads", None) or getattr(w.state, "nthreads", 1))
+    except Exception:  # noqa: BLE001 - not in a Dask worker, or an older API
+        return 1
 
 
 @dataclass
@@ -112,6 +133,10 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs", *, kind: str | None = N
     t0 = time.perf_counter()
     out = Path(out)
     cfgs = expand(spec)
+    if cfgs:
+        from ..runs.runner import _prepare_parent
+
+        _prepare_parent(run_path(out, spec.experiment, cfgs[0]))  # a bad --out: ConfigError, nothing runs
     result = SweepResult(spec.experiment)
     todo: list[tuple[SweepRow, Any]] = []
     for cfg in cfgs:
@@ -123,48 +148,38 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs", *, kind: str | None = N
         else:
             todo.append((row, cfg))
 
+    # runs of this sweep at once on one machine (for the thread choice); None: ask the Dask worker
+    per_host = workers if kind == "local" or (kind == "dask" and not scheduler) else None
     with Progress(len(cfgs), desc=f"sweep {spec.experiment}", unit="run") as bar:
         bar.update(len(cfgs) - len(todo))
-        while todo:
-            pending = todo
-            todo = []
-            try:
-                with open_executor(kind, workers, scheduler, profile) as ex:
-                    futures: dict[Future, tuple[SweepRow, Any]] = {}
+        if todo:
+            with open_executor(kind, workers, scheduler, profile) as ex:
+                futures: dict[Future, tuple[SweepRow, Any]] = {}
 
-                    def submit(row: SweepRow, cfg: Any) -> None:
-                        row.attempts += 1
-                        fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins)
-                        futures[fut] = (row, cfg)
+                def submit(row: SweepRow, cfg: Any) -> None:
+                    row.attempts += 1
+                    fut = ex.submit(run_one, spec.experiment, to_dict(cfg), str(out), spec.plugins,
+                                    spec.preset, per_host)
+                    futures[fut] = (row, cfg)
 
-                    for row, cfg in pending:
-                        submit(row, cfg)
-                    if on_submitted is not None:
-                        on_submitted(ex)
-                        on_submitted = None
-                    while futures:
-                        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            row, cfg = futures.pop(fut)
-                            try:
-                                res = fut.result()
-                            except BrokenProcessPool:
-                                raise
-                            except BaseException:  # noqa: BLE001 - a worker died or the task was lost
-                                res = {"status": "failed", "path": row.path, "error": traceback.format_exc()}
-                            if res["status"] == "failed" and row.attempts <= retries:
-                                submit(row, cfg)
-                                continue
-                            row.status = "done" if res["status"] in ("done", "skipped") else "failed"
-                            row.error = res.get("error", "")
-                            bar.update(1, failed=result.count("failed"))
-            except BrokenProcessPool:
-                # A local worker process died: every pending future is lost. Reopen the pool and
-                # resubmit what is not finished (DONE runs are skipped by the worker itself).
-                todo = [(r, c) for r, c in pending if r.status == "pending" and r.attempts <= retries]
-                for r, c in pending:
-                    if r.status == "pending" and r.attempts > retries:
-                        r.status, r.error = "failed", "worker process died"
+                for row, cfg in todo:
+                    submit(row, cfg)
+                if on_submitted is not None:
+                    on_submitted(ex)
+                while futures:
+                    done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        row, cfg = futures.pop(fut)
+                        try:
+                            res = fut.result()
+                        except BaseException:  # noqa: BLE001 - its worker died, or the task was lost
+                            res = {"status": "failed", "path": row.path, "error": traceback.format_exc()}
+                        if res["status"] == "failed" and row.attempts <= retries:
+                            submit(row, cfg)
+                            continue
+                        row.status = "done" if res["status"] in ("done", "skipped") else "failed"
+                        row.error = res.get("error", "")
+                        bar.update(1, failed=result.count("failed"))
     result.elapsed = time.perf_counter() - t0
     atomic_write_json(out / spec.experiment / f"sweep-{_spec_hash(spec)}.json",
                       {"experiment": spec.experiment, "elapsed_s": round(result.elapsed, 3),

@@ -2,24 +2,32 @@
 
 | kind | what | when |
 |---|---|---|
-| ``local`` (default) | ``ProcessPoolExecutor(max_workers=N)`` (spawned processes) | one machine |
+| ``local`` (default) | :class:`~featlab.sweep.pool.LocalPool` (N spawned processes; a dying worker fails only its own run; workers die with the driver) | one machine |
 | ``dask`` | ``distributed.Client(address)`` or a ``LocalCluster(n_workers=N, threads_per_worker=1, processes=True)``, used through ``client.get_executor()`` | a running Dask scheduler, or many local processes with worker restarts |
 | ``slurm`` | dask-jobqueue ``SLURMCluster`` built from a TOML profile, scaled to N jobs | a SLURM cluster (extra ``slurm``) |
 
-Workers write only their own run directory, so executors never share files.
+Workers write only their own run directory, so executors never share files (and a run
+folder's lock keeps two executors from running the same config at once).
+
+Errors a user can cause raise a one-line :class:`~featlab.config.ConfigError`: a Dask scheduler
+that does not answer within :data:`CONNECT_TIMEOUT_S` seconds (``--scheduler``), and
+``--executor slurm`` on a machine without ``sbatch``.
 """
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import shutil
 import warnings
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Iterator
 
 from ..config import ConfigError
 
-__all__ = ["open_executor", "slurm_cluster", "slurm_job_script", "load_slurm_profile"]
+__all__ = ["open_executor", "slurm_cluster", "slurm_job_script", "load_slurm_profile", "CONNECT_TIMEOUT_S"]
+
+#: seconds to wait for a Dask scheduler given by ``--scheduler`` before giving up
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _need(module: str, extra: str):
@@ -76,12 +84,23 @@ def slurm_job_script(profile: dict) -> str:
         cluster.close()
 
 
+def _connect(distributed, address: str):
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("--scheduler", f"no Dask scheduler answers within {CONNECT_TIMEOUT_S:g} s "
+                          f"({why[:200]})", address) from None
+
+
 @contextlib.contextmanager
 def open_executor(kind: str = "local", workers: int = 2, scheduler: str = "",
                   profile: str = "") -> Iterator[Executor]:
     """Yield a ``concurrent.futures.Executor`` of the given ``kind``; shut it down on exit."""
     if kind == "local":
-        ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        from .pool import LocalPool
+
+        ex = LocalPool(workers)
         try:
             yield ex
         finally:
@@ -92,11 +111,15 @@ def open_executor(kind: str = "local", workers: int = 2, scheduler: str = "",
         _quiet_dask_warnings()
         cluster = None
         if kind == "slurm":
-            cluster = slurm_cluster(load_slurm_profile(profile))
+            prof = load_slurm_profile(profile)
+            if shutil.which("sbatch") is None:
+                raise ConfigError("--executor slurm", "sbatch not found on PATH: run the sweep on a machine "
+                                  "that can submit SLURM jobs (a login node)")
+            cluster = slurm_cluster(prof)
             cluster.scale(jobs=workers)
             client = distributed.Client(cluster)
         elif scheduler:
-            client = distributed.Client(scheduler)
+            client = _connect(distributed, scheduler)
         else:
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                dashboard_address=None)

@@ -26,7 +26,7 @@ Example (``examples/emergence_seeds_gains.toml``)::
 
 Convention:
     The runs are the product ``seeds x product-grid x zip-rows`` applied on top of the preset
-    and ``[set]``. Every config is validated before anything runs; a bad key or value raises
+    and ``[set]``, de-duplicated by run hash (one folder, one run). Every config is validated before anything runs; a bad key or value raises
     :class:`~featlab.config.ConfigError` naming it (``product.data.gainz: unknown field``).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, apply_overrides, validate
+from ..config import ConfigError, apply_overrides, config_hash, validate
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec", "expand"]
 
@@ -111,7 +111,16 @@ def read_toml(path: str | Path, field: str, what: str) -> dict:
     if not path.is_file():
         raise ConfigError(field, f"{what} file not found", str(path))
     try:
-        return tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(field, f"cannot read {what} file: {e.strerror}", str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(field, f"not UTF-8 text (TOML files are UTF-8): byte {raw[e.start]:#04x} "
+                          f"at offset {e.start}", str(path)) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(field, f"not valid TOML: {e}", str(path)) from None
 
@@ -132,7 +141,12 @@ def _import_plugins(plugins: tuple[str, ...]) -> None:
 
 
 def expand(spec: SweepSpec) -> list[Any]:
-    """Every config of the sweep, validated, in a deterministic order (duplicates removed)."""
+    """Every config of the sweep, validated, in a deterministic order, one per run hash.
+
+    Configs with the same :func:`~featlab.config.config_hash` (they differ only in fields
+    that do not change results, e.g. ``marker_dir``) would share one run folder, so only the
+    first of them is kept.
+    """
     from ..experiments import get
 
     _import_plugins(spec.plugins)
@@ -162,7 +176,8 @@ def expand(spec: SweepSpec) -> list[Any]:
                 if seed is not None:
                     cfg = apply_overrides(cfg, {"seed": seed})
                 validate(cfg)
-                if cfg not in seen:
-                    seen.add(cfg)
+                h = config_hash(cfg)
+                if h not in seen:  # one run folder per hash: configs that differ only in
+                    seen.add(h)    # non-semantic fields are the same run
                     out.append(cfg)
     return out

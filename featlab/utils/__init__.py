@@ -1,7 +1,9 @@
-"""Small shared utilities: devices and random streams, progress reporting, atomic file I/O."""
+"""Small shared utilities: devices and random streams, progress reporting, atomic file I/O,
+CPU thread counts."""
 from .device import derive_seed, make_generator, resolve_device
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir
 from .progress import Progress, progress
+from .threads import ThreadPlan, auto_threads, thread_limits
 
 __all__ = [
     "derive_seed",
@@ -10,6 +12,10 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "fsync_dir",
+    "ThreadPlan",
+    "auto_threads",
+    "thread_limits",
     "Progress",
     "progress",
 ]

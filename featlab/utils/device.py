@@ -21,7 +21,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """Return a usable ``torch.device``; ``cuda`` without a GPU raises :class:`ConfigError`."""
     if device is None:
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError("device", "allowed: cpu, cuda, cuda:N", str(device)) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device", "CUDA is not available on this machine; use cpu", str(device))

@@ -3,19 +3,39 @@
 ``tqdm(..., disable=None)`` turns itself off when stderr is not a terminal (SLURM logs, CI),
 so each bar also emits a ``logging`` line every ``log_every`` fraction of the total, which
 keeps batch logs small but watchable.
+
+Convention:
+    Console log lines go through :class:`TqdmHandler`, which writes with ``tqdm.write``: a live
+    bar is cleared, the line printed and the bar redrawn below it, so log lines never break a
+    bar in the middle of a line. Text printed while a bar is live goes through
+    :meth:`Progress.write` for the same reason.
 """
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
-__all__ = ["progress", "Progress"]
+__all__ = ["progress", "Progress", "TqdmHandler"]
 
 log = logging.getLogger("featlab")
+
+
+class TqdmHandler(logging.StreamHandler):
+    """A console ``logging`` handler that prints through ``tqdm.write`` (default: stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except RecursionError:  # pragma: no cover - as logging.StreamHandler
+            raise
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 class Progress:
@@ -45,6 +65,10 @@ class Progress:
             extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in postfix.items())
             self.log.info("%s: %d/%d (%.0f%%) %.1fs %s", self.desc, self.n, self.total,
                           100.0 * self.n / self.total, dt, extra)
+
+    def write(self, text: str, err: bool = False) -> None:
+        """Print ``text`` (stdout, or stderr with ``err``) above the live bar without breaking it."""
+        tqdm.write(text, file=sys.stderr if err else sys.stdout)
 
     def close(self) -> None:
         self.bar.close()
