@@ -166,7 +166,9 @@ class KernelEstimatorMixin:
 
     def _load(self, A: Any, device: torch.device) -> torch.Tensor:
         """A stored fitted array as a tensor on ``device`` (no copy when it already lives there)."""
-        return A.to(device) if isinstance(A, torch.Tensor) else torch.from_numpy(A).to(device)
+        if isinstance(A, torch.Tensor):
+            return A.to(device)
+        return torch.from_numpy(A if A.flags.writeable else A.copy()).to(device)
 
     def _out(self, T: torch.Tensor, X: Any) -> Any:
         """A result for the caller: a tensor if torch-native and X was a tensor, else numpy."""

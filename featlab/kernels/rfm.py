@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from ._estimator import Constraint, KernelEstimatorMixin, resolve_generator, to_numpy
+from ._estimator import Constraint, KernelEstimatorMixin, resolve_generator, to_numpy, to_tensor
 from ._targets import Targets, encode_classification, encode_regression
 from .mahalanobis import gram_with_grad_weights, kernel_matrix, sq_mahalanobis
 from .rfm_agop import _BLOCK, kernel_agop, kernel_agop_packed, matrix_power_psd, normalise_M
@@ -185,14 +185,14 @@ class _RFMBase(KernelEstimatorMixin, BaseEstimator):
         split = eval_set is None and self.validation_fraction > 0
         Xt = self._check_X(X, reset=True, device=dev, min_samples=2 if split else 1)
         Y_np, self._targets = self._encode_targets(y, len(Xt))
-        Y = torch.as_tensor(Y_np, dtype=dt, device=dev)
+        Y = to_tensor(Y_np, dt, dev)  # copies a read-only y (pandas copy-on-write, memmaps)
         self.is_classifier_ = self._targets.is_classifier
         if self.is_classifier_:
             self.classes_ = self._targets.classes
         self.metric_ = self.metric if self.metric != "auto" else ("accuracy" if self.is_classifier_ else "mse")
         if eval_set is not None:
             Xv = self._check_X(eval_set[0], reset=False, device=dev)
-            Yv = torch.as_tensor(self._targets.encode(eval_set[1], len(Xv)), dtype=dt, device=dev)
+            Yv = to_tensor(self._targets.encode(eval_set[1], len(Xv)), dt, dev)
         elif split:
             perm = torch.randperm(len(Xt), generator=g).to(dev)
             n_val = min(len(Xt) - 1, max(1, int(round(self.validation_fraction * len(Xt)))))
