@@ -14,7 +14,7 @@ How it is measured:
     shared machine wall time measures the other jobs. Run it niced (``nice -n 10``);
   * phases are timed by wrapping each library's own functions (exclusive time, nested calls
     subtracted): kernel = building kernel matrices (train Gram + validation kernel; featlab's
-    Gram build also writes the AGOP's gradient weights, see ``gram_packed``), solve = the ridge
+    Gram build also writes the AGOP's gradient weights, see ``gram_with_grad_weights``), solve = the ridge
     solve (factorisation + triangular solves), AGOP = gradients, outer products and the M
     update (xRFM: ``fit_M``, incl. its sqrt(M)), other = the rest (validation predictions,
     bookkeeping);
