@@ -120,3 +120,15 @@ def test_convention_pixel_displacement_scales_with_n_not_n_minus_1():
     a = sample_displacement(2, 9, 0.01, 3, _g(11), rng_order="reference")[..., 4, 4]
     b = sample_displacement(2, 17, 0.01, 3, _g(11), rng_order="reference")[..., 8, 8]
     assert torch.allclose(b / a, torch.full_like(a, 17 / 9), rtol=1e-12)
+
+
+def test_convention_displacement_is_stored_channels_last_and_matches_the_mode_sum():
+    B, H, W, c, T = 3, 9, 12, 3, 0.02
+    g = torch.Generator().manual_seed(3)
+    d = sample_displacement(B, (H, W), T, c, g)
+    assert d.shape == (B, 2, H, W) and d.permute(0, 2, 3, 1).is_contiguous()
+    C = torch.randn(B, 2, c, c, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    A = C * mode_mask(c)  # A[b, comp, i, j], i the x-frequency
+    ref = torch.einsum("bcij,xi,yj->bcyx", A, sin_basis(W, c), sin_basis(H, c))
+    ref = ref * T ** 0.5 * torch.tensor([W, H], dtype=torch.float64).reshape(1, 2, 1, 1)
+    assert torch.allclose(d, ref, atol=1e-12)

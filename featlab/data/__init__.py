@@ -22,7 +22,8 @@ _EXPORTS: dict[str, str] = {
     "norta_marginal_kurtosis": "norta", "targets": "mixture",
     # --- scale detection ---
     "local_diffeo_1d": "scale_detection", "local_translation": "scale_detection",
-    "scale_detection_1d": "scale_detection", "twopoints": "scale_detection",
+    "scale_detection_1d": "scale_detection", "scale_detection_1d_probes": "scale_detection",
+    "twopoints": "scale_detection",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

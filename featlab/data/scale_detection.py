@@ -23,6 +23,7 @@ __all__ = [
     "local_translation",
     "scale_detection_1d",
     "scale_detection_1d_class_counts",
+    "scale_detection_1d_probes",
     "ScaleDetection1D",
     "render_1d",
     "local_diffeo_1d",
@@ -333,22 +334,71 @@ def scale_detection_1d(L: int = 128, xi: int = 32, gap: int = 0, task: int = 2, 
     return ScaleDetection1D(xt, yt, xv, yv, xs, ys, pt, pv, ps)
 
 
-def local_diffeo_1d(x: torch.Tensor, xi: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def scale_detection_1d_probes(L: int = 128, xi: int = 32, gap: int = 0, task: int = 2, *,
+                              fraction: float = 0.1, generator: torch.Generator | None = None,
+                              dtype: torch.dtype = torch.float32, device=None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference's probe set for D/G/R: a fraction of *all* labelled pairs, half per class.
+
+    scale_detection_1d ``diffeo_cluster_mean.py``: NTOT = int((n₊ + n₋)/10) pairs, NTOT/2 from
+    each class after a random permutation of each class, drawn from every pair of the task, so
+    the probes overlap the training set (L = 128, ξ = 32, Task 2: 812 probes).
+
+    Returns
+    -------
+    (x (n, 1, L), y (n,) ±1, pos (n, 2)) with n = 2·⌊⌊fraction·(n₊ + n₋)⌋/2⌋: close first.
+
+    Convention:
+        As :func:`scale_detection_1d` (pixel value √(L/2), +1 = close / same block). Each class
+        is permuted by ``randperm`` on ``generator`` (close first, then far).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    rr, close, far = _all_pairs_1d(L, xi, gap, task)
+    half = int(fraction * int(close.sum() + far.sum())) // 2
+    if half < 1 or half > min(int(close.sum()), int(far.sum())):
+        raise ValueError(f"fraction {fraction} gives {half} probes per class; each class has "
+                         f"{int(close.sum())} / {int(far.sum())} pairs")
+    gdev = generator.device if generator is not None else "cpu"
+    pc, pf = rr[close], rr[far]
+    pc = pc[torch.randperm(len(pc), generator=generator, device=gdev).cpu()][:half]
+    pf = pf[torch.randperm(len(pf), generator=generator, device=gdev).cpu()][:half]
+    pos = torch.cat([pc, pf])
+    y = torch.cat([torch.ones(half, dtype=torch.long), -torch.ones(half, dtype=torch.long)])
+    dev = device if device is not None else gdev
+    return render_1d(pos, L, dtype=dtype, device=dev), y.to(dev), pos
+
+
+def local_diffeo_1d(x: torch.Tensor, xi: int, generator: torch.Generator | None = None, *,
+                    signs: torch.Tensor | None = None) -> torch.Tensor:
     """The 1D local "diffeo" (§6.2): each active pixel shifts by ±1, undone across block borders.
 
     Each active pixel r moves to clamp(r + s, 0, L-1) with s uniform in {-1, +1}; if its block
     ⌊r/xi⌋ changed, the move is undone (so Task-2 labels never change), then clamped again.
 
+    Parameters
+    ----------
+    x : (n, 1, L) clean images with one or two active pixels of equal value.
+    xi : block size of the rejection.
+    generator : draws s (ignored when ``signs`` is given).
+    signs : (n, 2) tensor of ±1, optional
+        The shifts themselves (for exact expectations over the four sign pairs); column k
+        moves the pixel of column k of the (value-ordered) active positions.
+
     Convention:
-        x: clean images (n, 1, L) with one or two active pixels of equal value; coinciding
-        pixels give one active pixel of the same value (set, not added). s is drawn as (n, 2)
-        on ``generator``'s device.
+        Coinciding pixels give one active pixel of the same value (set, not added). s is
+        drawn as (n, 2) on ``generator``'s device.
     """
     n, L = len(x), x.shape[-1]
     value = x.reshape(n, -1).amax(dim=1)
     r = _active_positions(x)  # (n, 2)
-    gdev = generator.device if generator is not None else x.device
-    s = 2 * torch.randint(0, 2, (n, 2), generator=generator, device=gdev).to(x.device) - 1
+    if signs is None:
+        gdev = generator.device if generator is not None else x.device
+        s = 2 * torch.randint(0, 2, (n, 2), generator=generator, device=gdev).to(x.device) - 1
+    else:
+        s = torch.as_tensor(signs, device=x.device).long()
+        if s.shape != (n, 2) or not bool((s.abs() == 1).all()):
+            raise ValueError(f"signs must be ±1 with shape ({n}, 2), got {tuple(s.shape)}")
     new = (r + s).clamp(0, L - 1)
     new = torch.where(new // xi != r // xi, r, new).clamp(0, L - 1)
     out = torch.zeros(n, L, dtype=x.dtype, device=x.device)

@@ -94,7 +94,8 @@ def sample_displacement(batch: int, n: int | tuple[int, int], T: float | torch.T
 
     Returns
     -------
-    Tensor, shape (batch, 2, H, W): channel 0 = dx, channel 1 = dy.
+    Tensor, shape (batch, 2, H, W): channel 0 = dx, channel 1 = dy. Stored channels-last
+    (``.permute(0, 2, 3, 1)`` is contiguous); call ``.contiguous()`` for a (B, 2, H, W) layout.
 
     Convention:
         Channel 0 = dx, the displacement along W (x, columns); channel 1 = dy along H (rows);
@@ -146,9 +147,10 @@ def sample_displacement(batch: int, n: int | tuple[int, int], T: float | torch.T
     A = A * scale * sqrtT  # fold the pixel scale into the (small) coefficients
     Sx = sin_basis(W, kmax, dtype=dtype, device=out_dev)  # (W, k)
     Sy = sin_basis(H, kmax, dtype=dtype, device=out_dev)  # (H, k)
-    # U[b, c, y, x] = sum_ij Sy[y, j] A[b, c, i, j] Sx[x, i], as two plain matmuls
-    N = batch * 2
-    Z = A.transpose(-1, -2).reshape(N * kmax, kmax) @ Sx.T  # (N*k_j, W): sum_i A[.., i, j] Sx[x, i]
-    Z = Z.reshape(N, kmax, W).transpose(0, 1).reshape(kmax, N * W)  # (k_j, N*W)
-    U = (Sy @ Z).reshape(H, N, W).transpose(0, 1)  # (N, H, W)
-    return U.reshape(batch, 2, H, W).contiguous()
+    # U[b, y, x, c] = sum_j Sy[y, j] sum_i Sx[x, i] A[b, c, i, j], as two plain matmuls that
+    # write the field channels-last: (B, H, W, 2) is the layout grid_sample reads, so deform
+    # builds its grid without a strided copy
+    Z = Sx @ A.permute(2, 0, 3, 1).reshape(kmax, batch * kmax * 2)  # (W, B*k_j*2)
+    Z = Z.reshape(W, batch, kmax, 2).permute(2, 1, 0, 3).reshape(kmax, batch * W * 2)  # (k_j, B*W*2)
+    U = (Sy @ Z).reshape(H, batch, W, 2).transpose(0, 1).contiguous()  # (B, H, W, 2)
+    return U.permute(0, 3, 1, 2)  # (B, 2, H, W) view of channels-last memory

@@ -10,7 +10,8 @@ _EXPORTS: dict[str, str] = {
     "phi_binary": "_phi", "phi_gaussian": "_phi", "phi_kur": "_phi", "phi_nlgp": "_phi",
     "phi_taylor": "_phi", "ti_to_dense": "cumulants", "z_eigenvectors": "tensor_power",
     # --- constant-filter CNNs (pooling) ---
-    "constant_filters": "cnn_constant_filters",
+    "constant_filter_cnn": "cnn_constant_filters", "constant_filters": "cnn_constant_filters",
+    "constant_filters_two_pixels": "cnn_constant_filters",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as Fn
 
 __all__ = ["constant_filters", "ConstantFilterResult", "receptive_field_sizes", "PREDICTED_EXPONENTS",
-           "fit_exponent", "CFMethod"]
+           "fit_exponent", "CFMethod", "constant_filter_cnn", "constant_filters_two_pixels"]
 
 
 class CFMethod(str, enum.Enum):
@@ -103,27 +104,123 @@ def _pad(F: int) -> tuple[int, int]:
     return ((F - 1) // 2, (F - 1) // 2) if F % 2 else (F // 2 - 1, F // 2)
 
 
-def receptive_field_sizes(F: int, s: int, depth: int, N: int) -> np.ndarray:
+def receptive_field_sizes(F: int, s: int | Sequence[int], depth: int, N: int) -> np.ndarray:
     """A_k, k = 0..depth: participation ratio of a layer-k neuron's input-space profile.
 
-    The profile follows r^{k+1} = Σ_{j<F} roll(r^k, j·S_k) with S_k = s^k the input-pixel
-    spacing of layer-k neurons (circular in N; the filter value only rescales r, which the
-    participation ratio ignores).
+    The profile follows r^{k+1} = Σ_{j<F} roll(r^k, j·S_k) with S_k = s_0·…·s_{k-1} the
+    input-pixel spacing of layer-k neurons (circular in N; the filter value only rescales r,
+    which the participation ratio ignores). ``s`` is one stride for every layer or a sequence
+    of ``depth`` strides (e.g. ``SimpleCNN.strides``).
 
     Convention:
         A_0 = 1 (a pixel). With s = F, A_k = s^k exactly; without stride A_k → 2√π·σ_k with
         σ_k² = k(F² − 1)/12 (Gaussian limit).
     """
+    strides = [s] * depth if isinstance(s, (int, np.integer)) else [int(v) for v in s]
+    if len(strides) != depth:
+        raise ValueError(f"s must be an int or {depth} strides, got {s!r}")
     r = torch.zeros(N, dtype=torch.float64)
     r[0] = 1.0
     A = [1.0]
     S = 1
-    for _ in range(depth):
+    for st in strides:
         r = sum(torch.roll(r, j * S) for j in range(F))
         r = r / r.sum()  # keep it O(1): F^k overflows float64 past k ~ 650
-        S *= s
+        S *= st
         A.append(float(r.sum() ** 2 / (r ** 2).sum()))
     return np.array(A)
+
+
+def constant_filter_cnn(F: int = 2, depth: int = 7, stride_layers: str = "all", *,
+                        stride: int | None = None, dim: int = 1, padding: str = "circular"):
+    """The ideal net of §7 as a :class:`~featlab.models.SimpleCNN`: one channel, filters 1, no bias.
+
+    Same blocks, strides and padding as the trained nets of the ``pooling`` experiment, so the
+    experiment's own probe protocol (block outputs ``blocks.k``, channel mean, local diffeo,
+    rectified noise, fit range) measures it unchanged. Each block computes
+    √F·relu(Σ_{j<F} pad(h)[s·i + j]/√F) = Σ_j pad(h)[s·i + j] on nonnegative inputs, i.e. the
+    notebook's layer with v = 1 instead of s/F: a per-layer factor that D_k, G_k and R_k ignore
+    (each layer has its own denominator). On nonnegative inputs no ReLU is ever active, so the
+    net is linear there (what :func:`constant_filters_two_pixels` uses).
+
+    Returns
+    -------
+    SimpleCNN in eval mode, parameters frozen (readout β = 1, biases 0).
+    """
+    from ..models.simple_cnn import SimpleCNN
+
+    net = SimpleCNN(dim=dim, F=F, stride_layers=stride_layers, depth=depth, width=1,
+                    padding=padding, stride=F if stride is None else stride)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.fill_(0.0 if name.endswith("bias") else 1.0)
+            p.requires_grad_(False)
+    return net.eval()
+
+
+def constant_filters_two_pixels(X: torch.Tensor, xi: int, F: int = 2, depth: int = 7,
+                                stride_layers: str = "all", *, stride: int | None = None) -> dict:
+    """Exact D_k, G_k of the ideal net on given 1D probes: the closed form behind ``alpha_*_ideal``.
+
+    The ``pooling`` experiment measures the ideal net (:func:`constant_filter_cnn`) with one
+    local-diffeo draw and one noise draw per probe (Monte Carlo). Here the same quantities
+    are computed as expectations, exactly: the net is linear on nonnegative inputs,
+    h_k(x) = M_k x (M_k from the one-hot basis), so
+
+        deno_k = 2·mean_p ‖M_k x_p − mean‖²                           (the probes' own mean),
+        D_num_k = mean_p ¼ Σ_{s ∈ {±1}²} ‖M_k(τ_s x_p − x_p)‖²         (the four shift pairs of
+                  :func:`featlab.data.local_diffeo_1d`, rejection and clamping included),
+        G_num_k = σ²·[(½ − 1/(2π))‖M_k‖_F² + (1/(2π))‖M_k 1‖²]        (η = relu(σ z), z ~ N(0, I):
+                  E η_i η_j = σ²/2 on the diagonal, σ²/(2π) off it),
+
+    with σ² = E mean((τx − x)²) = D_num_0/L, the expectation of the experiment's matched σ².
+
+    Parameters
+    ----------
+    X : (P, 1, L) clean two-pixel probes; xi : block size of the rejecting diffeo;
+    F, depth, stride_layers, stride : the architecture (as :func:`constant_filter_cnn`).
+
+    Returns
+    -------
+    dict of (depth,) float64 arrays "D", "G", "R", "deno", "D_num", "G_num" (block k = 1..depth,
+    the entries of ``stability(...)["layers"]["blocks.{k-1}"]``; D, G, R are NaN where deno = 0,
+    i.e. where a block sums the whole input) and the float "sigma2".
+
+    Convention:
+        Mean protocol, diagonal pairs included; block outputs flattened (one channel, so the
+        channel mean changes nothing); float64.
+    """
+    from ..data.scale_detection import local_diffeo_1d
+    from ..probes.hooks import capture
+
+    if X.ndim != 3 or X.shape[1] != 1:
+        raise ValueError(f"X must be (P, 1, L) one-channel 1D probes, got {tuple(X.shape)}")
+    if bool((X < 0).any()):
+        raise ValueError("X must be nonnegative (the ideal net is linear only there)")
+    net = constant_filter_cnn(F, depth, stride_layers, stride=stride).double()
+    X = X.detach().double().cpu()
+    P, _, L = X.shape
+    names = net.block_names
+    with torch.no_grad(), capture(net, names) as cache:
+        net(torch.eye(L, dtype=torch.float64)[:, None])  # one-hot basis -> columns of M_k
+    Ms = [cache[n][0].reshape(L, -1).T for n in names]  # (L_k, L) each
+    signs = torch.tensor([[a, b] for a in (-1, 1) for b in (-1, 1)])
+    dX = torch.stack([(local_diffeo_1d(X, xi, signs=sg.expand(P, 2)) - X)[:, 0] for sg in signs])  # (4, P, L)
+    Xf = X[:, 0]
+    sigma2 = float(dX.pow(2).mean())
+    c_diag, c_off = 0.5 - 1 / (2 * math.pi), 1 / (2 * math.pi)
+    deno, Dn, Gn = [], [], []
+    for M in Ms:
+        h = Xf @ M.T  # (P, L_k)
+        deno.append(float(2 * (h - h.mean(0)).pow(2).sum(1).mean()))
+        Dn.append(float((dX @ M.T).pow(2).sum(-1).mean()))
+        Gn.append(sigma2 * (c_diag * float(M.pow(2).sum()) + c_off * float(M.sum(1).pow(2).sum())))
+    deno, Dn, Gn = (np.array(v) for v in (deno, Dn, Gn))
+    with np.errstate(divide="ignore", invalid="ignore"):  # deno = 0 where a block sums the input
+        D = np.where(deno > 0, Dn / deno, np.nan)
+        G = np.where(deno > 0, Gn / deno, np.nan)
+        R = D / G
+    return {"D": D, "G": G, "R": R, "deno": deno, "D_num": Dn, "G_num": Gn, "sigma2": sigma2}
 
 
 def _spectral(x, xt, xr, xn, F, left, v, depth):

@@ -197,19 +197,24 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
 
 
-def _param_groups(model: nn.Module, weight_decay: float, wd_on: str) -> list[dict]:
+def _param_groups(model: nn.Module, weight_decay: float, wd_on) -> list[dict]:
     params = [p for p in model.parameters() if p.requires_grad]
+    if callable(wd_on):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        return [{"params": [p for n, p in named if wd_on(n, p)], "weight_decay": weight_decay},
+                {"params": [p for n, p in named if not wd_on(n, p)], "weight_decay": 0.0}]
     if wd_on == "all":
         return [{"params": params, "weight_decay": weight_decay}]
     if wd_on == "ndim>1":
         return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
                 {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    raise ValueError(f"wd_on must be 'all' or 'ndim>1', got {wd_on!r}")
+    raise ValueError(f"wd_on must be 'all', 'ndim>1' or a callable, got {wd_on!r}")
 
 
 def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str = "sgd",
                    lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
-                   wd_on: str = "all", epochs: int = 10, batch_size: int = 128,
+                   wd_on: str | Callable[[str, nn.Parameter], bool] = "all", epochs: int = 10,
+                   batch_size: int = 128,
                    schedule: str = "cosine", augment: str | None = None, crop_padding: int = 4,
                    corruption_std: float = 0.0, hinge_alpha: float = 1.0,
                    checkpoints: Sequence[int | str] = (0, "end"), eval_batch_size: int = 1024,
@@ -226,8 +231,9 @@ def fit_classifier(model: nn.Module, data, *, loss: str = "ce", optimizer: str =
         See the module Convention (hinge: 0/1 labels, one output, margin scale ``hinge_alpha``).
     optimizer : {"sgd", "adam"}
         SGD with ``momentum``, or Adam (``momentum`` unused); both with ``weight_decay``.
-    wd_on : {"all", "ndim>1"}
-        Decay every parameter ([N21]-era reference) or only tensors with ndim > 1 ([I23]).
+    wd_on : {"all", "ndim>1"} or callable
+        Decay every parameter ([N21]-era reference) or only tensors with ndim > 1 ([I23]);
+        a callable ``(name, parameter) -> bool`` picks the decayed parameters by name.
     epochs, batch_size : int
         Passes over the data; mini-batch size (a last batch of size 1 is dropped: it would
         crash train-mode BatchNorm).
