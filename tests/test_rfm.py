@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from featlab.kernels.mahalanobis import gaussian_kernel, laplace_kernel, sq_mahalanobis
-from featlab.kernels.rfm import RFM, kernel_agop, kernel_grads, matrix_power_psd, normalise_M
+from featlab.kernels.mahalanobis import gaussian_kernel, kernel_matrix, laplace_kernel, sq_mahalanobis
+from featlab.kernels.rfm import RFM
+from featlab.kernels.rfm_agop import kernel_agop, kernel_grads, matrix_power_psd, normalise_M
 from featlab.kernels.solvers import Solver, ridge_solve, ridge_solve_grid
 
 
@@ -229,10 +230,10 @@ def test_xrfm_parity_matched_settings():
     X = rng.normal(size=(n + nv, d))
     y = (X[:, 0] * X[:, 1] + np.sin(X[:, 2]))[:, None]
     Xtr, ytr, Xv, yv = X[:n], y[:n], X[n:], y[n:]
-    ours = RFM(L, reg=lam, n_iter=T, m_norm="max", agop_sampling="first", agop_samples=20000,
-               solver="solve").fit(Xtr, ytr, eval_set=(Xv, yv))
+    ours = RFM(L, reg=lam, n_iter=T, m_norm="max", m_jitter=1e-8, agop_sampling="first", agop_samples=20000,
+               solver="cholesky").fit(Xtr, ytr, eval_set=(Xv, yv))
     theirs = xrfm.RFM(kernel="laplace", bandwidth=L, iters=T, diag=False, device="cpu", verbose=False,
-                      tuning_metric="mse", solver="solve")
+                      tuning_metric="mse", solver="cholesky")
     theirs.fit((torch.as_tensor(Xtr), torch.as_tensor(ytr)), (torch.as_tensor(Xv), torch.as_tensor(yv)),
                iters=T, reg=lam, early_stop_rfm=False, center_grads=False, method="lstsq")
     # iters=T is passed to fit as well: xRFM records best_iter=None for the final model otherwise
@@ -241,7 +242,7 @@ def test_xrfm_parity_matched_settings():
     p_ours = ours.decision_function(Xq)
     p_theirs = theirs.predict(Xq)
     rel = torch.linalg.norm(p_ours - p_theirs) / torch.linalg.norm(p_theirs)
-    assert rel < 1e-4
+    assert rel < 1e-6  # m_jitter=1e-8 is xRFM's +1e-8 I inside sqrt(M); without it ~1e-5
 
 
 def test_bandwidth_median_mode_scales_by_median_distance():
@@ -275,3 +276,103 @@ def test_solver_restores_K_and_rescues_indefinite_cholesky():
     bump = 1e-2 * float((Kneg + 1e-3 * torch.eye(30, dtype=torch.float64)).abs().sum(1).max())
     ref = torch.linalg.solve(Kneg + (1e-3 + bump) * torch.eye(30, dtype=torch.float64), Y)
     torch.testing.assert_close(a, ref, rtol=1e-9, atol=1e-12)
+
+
+# --- the one-pass fast path (issue 15) against the plain path ------------------------------------
+@pytest.mark.parametrize("kind", ["laplace", "gaussian"])
+def test_gram_with_grad_weights_upper_triangles_equal_kernel_and_grad_weights(kind):
+    from featlab.kernels.mahalanobis import grad_weights, gram_with_grad_weights, packed_grad_weights
+
+    X, _, M, _ = _data(n=37, d=4)
+    X = torch.cat([X, X[:2]])  # two exact duplicates: self pairs off the diagonal
+    K, W = gram_with_grad_weights(X, M, kind=kind, bandwidth=2.0, batch_size=5)
+    Kref = kernel_matrix(X, X, M, kind=kind, bandwidth=2.0)
+    Kt = grad_weights(X, X, M, kind=kind, bandwidth=2.0)
+    up = torch.ones_like(K, dtype=torch.bool).triu()
+    # at the duplicated pairs r^2 is rounding (~1e-16), which the sqrt amplifies: compare loosely
+    dup = torch.zeros_like(up)
+    dup[0, 37] = dup[1, 38] = True
+    torch.testing.assert_close(K[up & ~dup], Kref[up & ~dup], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(K[dup], Kref[dup], rtol=0, atol=1e-7)
+    assert (K.diagonal() == 1).all()
+    Kt.fill_diagonal_(0.0)  # a point's own pair is excluded from its gradient in both conventions
+    strict = torch.ones_like(up).triu(1)
+    torch.testing.assert_close(W[strict], Kt[strict], rtol=1e-12, atol=1e-15)
+    if kind == "laplace":
+        assert W[0, 37] == 0 and W[1, 38] == 0  # the duplicated pairs are masked like self pairs
+    rows = torch.tensor([3, 0, 38, 20])
+    torch.testing.assert_close(packed_grad_weights(W, rows), Kt[rows], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(packed_grad_weights(W, slice(4, 9)), Kt[4:9], rtol=1e-12, atol=1e-15)
+    K2, W2 = gram_with_grad_weights(X, M, kind=kind, bandwidth=2.0, out=(torch.full_like(K, 7.0), torch.empty_like(W)))
+    torch.testing.assert_close(K2[up & ~dup], K[up & ~dup], rtol=1e-12, atol=1e-15)  # batch size, reuse
+
+
+@pytest.mark.parametrize("diag", [False, True])
+def test_packed_agop_equals_plain_agop_for_slices_and_index_rows(diag):
+    from featlab.kernels.mahalanobis import gram_with_grad_weights
+    from featlab.kernels.rfm_agop import kernel_agop_packed
+
+    X, alpha, M, g = _data(n=53, d=5, c=3)
+    if diag:
+        M = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
+    _, W = gram_with_grad_weights(X, M, bandwidth=3.0)
+    for rows in (slice(0, 53), slice(10, 31), torch.tensor([2, 3, 17, 40, 50])):
+        ref = kernel_agop(X[rows], X, alpha, M, bandwidth=3.0, diag=diag, centering=True)
+        got = kernel_agop_packed(W, rows, X, alpha, M, diag=diag, centering=True, batch_size=4)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("solver", list(Solver))
+def test_solvers_read_only_the_upper_triangle_when_told(solver):
+    X, _, _, g = _data(n=40)
+    K = laplace_kernel(X, X, bandwidth=3.0)
+    Y = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    P = K.triu() + torch.randn(40, 40, generator=g, dtype=torch.float64).tril(-1)  # junk below
+    P0 = P.clone()
+    ref = torch.linalg.solve(K + 1e-2 * torch.eye(40, dtype=torch.float64), Y)
+    torch.testing.assert_close(ridge_solve(P, Y, 1e-2, solver, triangle="upper"), ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(P, P0, rtol=0, atol=1e-15)  # left as it was
+    a = ridge_solve_grid(P, Y, [1e-1, 1e-2], solver, triangle="upper")[1]
+    torch.testing.assert_close(a, ref, rtol=1e-9, atol=1e-10)
+    if solver == Solver.CHOLESKY:  # in place: the factor replaces K, same solution
+        torch.testing.assert_close(ridge_solve(P, Y, 1e-2, solver, triangle="upper", overwrite=True), ref,
+                                   rtol=1e-9, atol=1e-10)
+        assert not torch.allclose(P.triu(), P0.triu())
+
+
+def test_in_place_cholesky_failure_raises_and_fit_rescues():
+    from featlab.kernels.solvers import NotPositiveDefinite
+
+    X, _, _, g = _data(n=30)
+    Kneg = laplace_kernel(X, X, bandwidth=3.0) - 2 * torch.eye(30, dtype=torch.float64)
+    Y = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    with pytest.raises(NotPositiveDefinite):
+        ridge_solve(Kneg.clone(), Y, 1e-3, "cholesky", triangle="upper", overwrite=True)
+    # an RFM whose Gram matrix is singular (duplicated rows, reg 0) still fits: rebuilt, then rescued
+    Xd = torch.cat([X, X]).numpy()
+    y = np.concatenate([X[:, 0].numpy()] * 2)
+    m = RFM(3.0, reg=0.0, n_iter=1, validation_fraction=0.0, random_state=0).fit(Xd, y)
+    assert torch.isfinite(m.alpha_).all()
+
+
+@pytest.mark.parametrize("sampling,agop_samples", [("first", 20000), ("random", 30)])
+def test_fit_fast_path_equals_plain_path(sampling, agop_samples):
+    """Cholesky/eigh (packed Gram, no second distance GEMM) vs LU (plain Gram + grad_weights)."""
+    X, _, _, _ = _data(n=70, d=4)
+    y = (X[:, 0] * X[:, 1] + X[:, 2]).numpy()
+    kw = dict(n_iter=2, reg=1e-3, random_state=4, bandwidth=3.0, agop_sampling=sampling,
+              agop_samples=agop_samples, selection="last")
+    plain = RFM(solver="solve", **kw).fit(X, y)
+    for solver in ("cholesky", "eigh"):
+        fast = RFM(solver=solver, **kw).fit(X, y)
+        for Mf, Mp in zip(fast.M_path_, plain.M_path_):
+            torch.testing.assert_close(Mf, Mp, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(fast.decision_function(X * 0.9), plain.decision_function(X * 0.9),
+                                   rtol=1e-7, atol=1e-9)
+
+
+def test_m_jitter_adds_to_the_normalised_diagonal():
+    X, y, m0 = _fit_one_update()
+    _, _, m1 = _fit_one_update(m_jitter=1e-3)
+    torch.testing.assert_close(m1.M_, m0.M_ + 1e-3 * torch.eye(4, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m1.M_path_[0], torch.eye(4, dtype=torch.float64))  # M_0 = I untouched

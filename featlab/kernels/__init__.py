@@ -5,8 +5,13 @@ _EXPORTS: dict[str, str] = {
     # name: "submodule",  (each section below is owned by one work item; keep names sorted)
     # --- kernels (RFM, ConvRFM, CNTK) ---
     "ConvRFM": "convrfm",
+    "ConvRFMClassifier": "convrfm",
+    "ConvRFMRegressor": "convrfm",
     "DeepConvRFM": "deep_convrfm",
+    "DeepConvRFMClassifier": "deep_convrfm",
     "RFM": "rfm",
+    "RFMClassifier": "rfm",
+    "RFMRegressor": "rfm",
     "Solver": "solvers",
     "TestSetGuard": "deep_convrfm",
     "cntk": "_cntk",

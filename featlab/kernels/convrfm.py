@@ -3,18 +3,25 @@
 K_M(x, z) = (1/P) sum_p k_M(x_p, z_p): the patch kernel averaged over the P aligned positions
 (no pooling), with one M in R^{cq^2 x cq^2} shared by all positions. M is updated with the
 patch-AGOP of the kernel predictor, each patch treated as an independent input.
+
+Estimators: :class:`ConvRFMRegressor`, :class:`ConvRFMClassifier` (scikit-learn) and the
+torch-native :class:`ConvRFM` (task from y's dtype); the fit loop is RFM's (:mod:`.rfm`).
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._estimator import Constraint
 from .mahalanobis import KernelKind, apply_M, self_tol
-from .rfm import _BLOCK, RFM, accumulate_outer
+from .rfm import RFM, RFMClassifier, RFMRegressor, _RFMBase
+from .rfm_agop import _BLOCK, accumulate_outer
 
-__all__ = ["ConvRFM", "extract_patches", "patch_kernel", "patch_agop_kernel"]
+__all__ = ["ConvRFM", "ConvRFMRegressor", "ConvRFMClassifier", "extract_patches", "patch_kernel",
+           "patch_agop_kernel"]
 
 
 def extract_patches(X: torch.Tensor, patch_size: int, padding: str = "zero") -> torch.Tensor:
@@ -122,65 +129,78 @@ def patch_agop_kernel(Q: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor, M: 
     return accumulate_outer(blocks, D, diag=diag, centering=centering, like=Q)
 
 
-class ConvRFM(RFM):
-    """Convolutional RFM on images with the aligned-patch Mahalanobis kernel (spec §7).
+def _is_image_shape(v: Any) -> bool:
+    return v is None or (isinstance(v, (tuple, list)) and len(v) == 3
+                         and all(isinstance(k, (int, np.integer)) and k >= 1 for k in v))
 
-    Parameters
-    ----------
-    patch_size : int
-        q; patches have D = c q^2 coordinates in (channel, row, col) order.
-    padding : {"zero", "circular", "none"}
-        Padding of q//2 before extracting stride-1 patches.
-    bandwidth, kernel, reg, n_iter, ... :
-        As :class:`featlab.kernels.RFM`; ``batch_size`` here is the number of positions per
-        block (memory only). ``agop_samples`` counts images.
 
-    Attributes
-    ----------
-    M_ : tensor (D, D) or (D,), the patch Mahalanobis matrix; others as RFM (X_fit_ are images).
+class ImageInputMixin:
+    """Images as X: (n, c, H, W), or 2-D (n, c*H*W) read with ``image_shape`` (see Convention).
 
     Convention:
-        X: (n, c, H, W). K(x, z) = (1/P) sum_p k_M(x_p, z_p) with aligned patches and one shared
-        M. Patch-AGOP with every patch an independent input; M <- normalise(AGOP^power).
-
-    See Also
-    --------
-    featlab.kernels.RFM, featlab.kernels.DeepConvRFM
-
-    References
-    ----------
-    Beaglehole, Radhakrishnan, Pandit, Belkin, arXiv:2309.00570 (2023).
-
-    Examples
-    --------
-    >>> import torch
-    >>> X = torch.randn(40, 1, 6, 6, dtype=torch.float64); y = (X[:, 0, 2].sum(1) > 0).long()
-    >>> ConvRFM(patch_size=3, n_iter=1, random_state=0).fit(X, y).M_.shape
-    torch.Size([9, 9])
+        A 4-D X is a batch of images (n, c, H, W); ``n_features_in_`` = c*H*W. A 2-D X
+        (n, d) is reshaped to (n, *image_shape) (row-major, i.e. ``X.reshape(n, c, H, W)``,
+        how scikit-learn's digits are flattened); with ``image_shape=None`` it is read as
+        (n, d, 1, 1): d channels of a single pixel (tabular data; with 1x1 patches ConvRFM is
+        then exactly RFM). ``image_shape_`` is the shape fitted; predict takes either form.
     """
 
-    _parameter_constraints = dict(RFM._parameter_constraints,
-                                  patch_size=RFM._parameter_constraints["agop_samples"],
-                                  padding=("zero", "circular", "none"))
+    def _flatten_input(self, X: Any, reset: bool) -> Any:
+        if getattr(X, "ndim", None) is None:  # lists: find out the dimensionality first
+            X = np.asarray(X)
+        ndim = X.ndim
+        if ndim == 4:
+            shape = tuple(int(k) for k in X.shape[1:])
+            if reset and self.image_shape is not None and shape != tuple(self.image_shape):
+                raise ValueError(f"X has images of shape {shape}, but image_shape={tuple(self.image_shape)}")
+            if not reset and shape != self.image_shape_:
+                raise ValueError(f"X has images of shape {shape}, but {type(self).__name__} was fitted "
+                                 f"on images of shape {self.image_shape_}")
+            if reset:
+                self.image_shape_ = shape
+            return X.reshape(X.shape[0], -1)
+        if reset:
+            d = X.shape[1] if ndim == 2 else None  # other shapes are refused by validation next
+            if self.image_shape is not None:
+                shape = tuple(int(k) for k in self.image_shape)
+                if d is not None and d != int(np.prod(shape)):
+                    raise ValueError(f"X has {d} features, but image_shape={shape} needs {int(np.prod(shape))}")
+            else:
+                shape = (d, 1, 1) if d is not None else None
+            self.image_shape_ = shape  # None only for input that validation refuses next
+        return X
+
+    def _to_model(self, X: torch.Tensor) -> torch.Tensor:
+        return X.reshape(X.shape[0], *self.image_shape_)
+
+
+class _ConvRFMBase(ImageInputMixin, _RFMBase):
+    """ConvRFM geometry on RFM's fit loop (hooks of :class:`featlab.kernels.rfm._RFMBase`)."""
+
+    _constraints = dict(_RFMBase._constraints,
+                        patch_size=_RFMBase._constraints["agop_samples"],
+                        padding=("zero", "circular", "none"),
+                        image_shape=Constraint(_is_image_shape, "None or (channels, height, width)"))
 
     def __init__(self, patch_size: int = 3, padding: str = "zero", bandwidth: float = 10.0, *,
                  kernel: str = "laplace", reg: Any = 1e-3, n_iter: int = 5, diag: bool = False,
-                 centering: bool = False, power: float = 1.0, m_norm: str = "max",
+                 centering: bool = False, power: float = 1.0, m_norm: str = "max", m_jitter: float = 0.0,
                  agop_samples: int = 20000, agop_sampling: str = "random", solver: str = "cholesky",
                  selection: str = "val", validation_fraction: float = 0.1, metric: str = "auto",
                  dtype: str = "float64", device: Any = None, batch_size: int | None = None,
-                 random_state: Any = None, bandwidth_mode: str = "constant"):
+                 random_state: Any = None, bandwidth_mode: str = "constant", image_shape: Any = None):
         self.patch_size = patch_size
         self.padding = padding
+        self.image_shape = image_shape
         super().__init__(bandwidth, kernel=kernel, reg=reg, n_iter=n_iter, diag=diag,
-                         centering=centering, power=power, m_norm=m_norm, agop_samples=agop_samples,
-                         agop_sampling=agop_sampling, solver=solver, selection=selection,
-                         validation_fraction=validation_fraction, metric=metric, dtype=dtype,
-                         device=device, batch_size=batch_size, random_state=random_state,
+                         centering=centering, power=power, m_norm=m_norm, m_jitter=m_jitter,
+                         agop_samples=agop_samples, agop_sampling=agop_sampling, solver=solver,
+                         selection=selection, validation_fraction=validation_fraction, metric=metric,
+                         dtype=dtype, device=device, batch_size=batch_size, random_state=random_state,
                          bandwidth_mode=bandwidth_mode)
 
-    def _prepare_X(self, X: torch.Tensor) -> torch.Tensor:
-        return extract_patches(X, self.patch_size, self.padding)
+    def _features(self, Xm: torch.Tensor) -> torch.Tensor:
+        return extract_patches(Xm, self.patch_size, self.padding)  # (n, P, D)
 
     def _dim(self, A: torch.Tensor) -> int:
         return A.shape[2]
@@ -188,12 +208,83 @@ class ConvRFM(RFM):
     def _gram(self, A, B, M, L):
         return patch_kernel(A, B, M, kind=self.kernel, bandwidth=L, chunk_size=self.batch_size)
 
-    def _agop(self, Q, A, alpha, M, L):
-        return patch_agop_kernel(Q, A, alpha, M, kind=self.kernel, bandwidth=L, diag=self.diag,
+    def _train_gram(self, A, M, L, out=None):  # the patch-AGOP needs per-position weights: plain path
+        return self._gram(A, A, M, L), None, None
+
+    def _agop(self, rows, A, alpha, M, L, W=None):
+        return patch_agop_kernel(A[rows], A, alpha, M, kind=self.kernel, bandwidth=L, diag=self.diag,
                                  centering=self.centering, chunk_size=self.batch_size)
+
+    def _rows(self, n: int) -> int:  # images per prediction block (the kernel chunks positions itself)
+        return max(1, _BLOCK // max(n, 1))
 
     def _median_dist(self, A, M, g):
         n, P, D = A.shape
         img = torch.randint(n, (2000,), generator=g).to(A.device)
         pos = torch.randint(P, (2000,), generator=g).to(A.device)
         return super()._median_dist(A[img, pos], M, g)
+
+
+_CONV_DOC = """
+    Parameters
+    ----------
+    patch_size : int
+        q; patches have D = c q^2 coordinates in (channel, row, col) order.
+    padding : {"zero", "circular", "none"}
+        Padding of q//2 before extracting stride-1 patches.
+    image_shape : tuple (c, H, W) or None
+        How a 2-D X is read (see Convention); a 4-D X is used as given.
+    bandwidth, kernel, reg, n_iter, ... :
+        As :class:`featlab.kernels.RFMRegressor`; ``batch_size`` here is the number of positions
+        per block (memory only); ``agop_samples`` counts images. ``solver="cholesky"`` reads the
+        plain patch Gram (no packing: the patch-AGOP needs per-position weights).
+
+    Attributes
+    ----------
+    M_ : (D, D) or (D,), the patch Mahalanobis matrix; X_fit_ : the training images
+    (n_fit, c, H, W); image_shape_ : (c, H, W); others as RFMRegressor.
+
+    Convention:
+        K(x, z) = (1/P) sum_p k_M(x_p, z_p) with aligned patches and one shared M. Patch-AGOP
+        with every patch an independent input; M <- normalise(AGOP^power). Images: X (n, c, H, W),
+        or 2-D X (n, c*H*W) with ``image_shape``; 2-D X without it is (n, d, 1, 1).
+
+    See Also
+    --------
+    featlab.kernels.RFMRegressor, featlab.kernels.DeepConvRFMClassifier
+
+    References
+    ----------
+    Beaglehole, Radhakrishnan, Pandit, Belkin, arXiv:2309.00570 (2023).
+"""
+
+
+class ConvRFMRegressor(_ConvRFMBase, RFMRegressor):
+    __doc__ = "Convolutional RFM regressor on images with the aligned-patch Mahalanobis kernel (spec §7).\n" + _CONV_DOC
+    _constraints = dict(_ConvRFMBase._constraints, metric=("auto", "mse"))
+
+
+class ConvRFMClassifier(_ConvRFMBase, RFMClassifier):
+    __doc__ = ("Convolutional RFM classifier on images (spec §7); classification conventions of "
+               ":class:`featlab.kernels.RFMClassifier`.\n" + _CONV_DOC + """
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = ConvRFMClassifier(patch_size=3, image_shape=(1, 8, 8), n_iter=1, random_state=0)
+    >>> clf.fit(X[:300] / 16, y[:300]).score(X[300:400] / 16, y[300:400]) > 0.8
+    True
+""")
+
+
+class ConvRFM(_ConvRFMBase, RFM):
+    __doc__ = ("Torch-native ConvRFM (the historical API): task from y's dtype, tensors in and out, "
+               "as :class:`featlab.kernels.RFM`; prefer ConvRFMRegressor / ConvRFMClassifier with "
+               "scikit-learn.\n" + _CONV_DOC + """
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.randn(40, 1, 6, 6, dtype=torch.float64); y = (X[:, 0, 2].sum(1) > 0).long()
+    >>> ConvRFM(patch_size=3, n_iter=1, random_state=0).fit(X, y).M_.shape
+    torch.Size([9, 9])
+""")

@@ -11,6 +11,10 @@ default), then T iterations of [CNTK of depth D - l with M in its first layer ->
 * ``"reference"``: the released code's protocol - selection on the **test** set (pass it as
   ``test_set``), AGOP from the first 20 training images with the **last** reg's alpha,
   float32 solves. Everything that differs is recorded in ``protocol_record_``.
+
+Estimators: :class:`DeepConvRFMClassifier` (scikit-learn: numpy in and out, binary
+``decision_function`` f_1 - f_0) and the torch-native :class:`DeepConvRFM` (tensors in and out).
+The method is classification only (one-hot targets, accuracy selection), so there is no regressor.
 """
 from __future__ import annotations
 
@@ -19,14 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._estimator import BaseKernelEstimator, Constraint, resolve_generator, to_tensor
 from ._cntk import cntk_from_patches
-from .convrfm import extract_patches
+from ._estimator import Constraint, KernelEstimatorMixin, resolve_generator, to_numpy
+from ._targets import encode_classification
+from .convrfm import ImageInputMixin, _is_image_shape, extract_patches
 from .solvers import ridge_solve_grid
 from .viz import sqrtm_psd
 
-__all__ = ["DeepConvRFM", "TestSetGuard", "sample_filters"]
+__all__ = ["DeepConvRFM", "DeepConvRFMClassifier", "TestSetGuard", "sample_filters"]
+
+_FITTED = ("best_level_", "best_iter_", "best_reg_", "M_", "alpha_", "Ms_", "filters_", "history_",
+           "protocol_record_", "X_fit_", "classes_", "image_shape_", "n_features_in_", "feature_names_in_")
 
 
 class TestSetGuard:
@@ -79,7 +88,7 @@ def _grid(x: torch.Tensor, q: int, padding: bool) -> tuple[int, int]:
     return x.shape[-2] + p - q + 1, x.shape[-1] + p - q + 1
 
 
-class DeepConvRFM(BaseKernelEstimator):
+class DeepConvRFM(ImageInputMixin, KernelEstimatorMixin, BaseEstimator):
     """Deep convolutional RFM with the CNTK of the reference Vanilla net (spec §8).
 
     Parameters
@@ -117,6 +126,9 @@ class DeepConvRFM(BaseKernelEstimator):
         Clean protocol: seeded, class-stratified split of the training data.
     dtype, device, batch_size, random_state :
         As RFM; ``batch_size`` = images per CNTK block.
+    image_shape : tuple (c, H, W) or None
+        How a 2-D X is read: (n, c*H*W) -> (n, c, H, W); None: (n, d, 1, 1) (then use
+        ``patch_size=1``); a 4-D X is used as given (see :class:`featlab.kernels.ConvRFMClassifier`).
 
     Attributes
     ----------
@@ -124,7 +136,13 @@ class DeepConvRFM(BaseKernelEstimator):
     Ms_ : list of the best M per level; filters_ : list of featurisation filters per level.
     history_ : list of dict (level, iter, reg, selection accuracy per reg).
     protocol_record_ : dict (selection set, AGOP images, alpha reg, solver precision).
-    alpha_, M_ : of the selected predictor; classes_.
+    alpha_, M_ : of the selected predictor; classes_; X_fit_ : training images; image_shape_.
+
+    Convention:
+        Torch-native (the historical API): fitted arrays are tensors, ``decision_function``
+        returns the raw outputs (n, n_classes) as a tensor, ``predict`` numpy labels. X: images
+        (n, c, H, W) or 2-D with ``image_shape``; NaN/inf, sparse input and a wrong shape are
+        refused. :class:`DeepConvRFMClassifier` is the scikit-learn version (same parameters).
 
     See Also
     --------
@@ -135,7 +153,9 @@ class DeepConvRFM(BaseKernelEstimator):
     Beaglehole, Radhakrishnan, Pandit, Belkin, arXiv:2309.00570 (2023).
     """
 
-    _parameter_constraints = {
+    _torch_native = True
+    _constraints = {
+        "image_shape": Constraint(_is_image_shape, "None or (channels, height, width)"),
         "patch_size": Constraint(lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
         "depth": Constraint(lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
         "width": Constraint(lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
@@ -158,7 +178,8 @@ class DeepConvRFM(BaseKernelEstimator):
                  mahalanobis: str = "agop", thresh: bool = False, sample_filters: str = "z_sqrtM",
                  featurize_nonlinearity: str | None = None, padding: bool = False, kernel: str = "ntk",
                  agop_images: int = 1000, validation_fraction: float = 0.1, dtype: str = "float64",
-                 device: Any = None, batch_size: int | None = None, random_state: Any = None):
+                 device: Any = None, batch_size: int | None = None, random_state: Any = None,
+                 image_shape: Any = None):
         self.patch_size = patch_size
         self.depth = depth
         self.width = width
@@ -177,6 +198,7 @@ class DeepConvRFM(BaseKernelEstimator):
         self.device = device
         self.batch_size = batch_size
         self.random_state = random_state
+        self.image_shape = image_shape
 
     # --- pieces -------------------------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,24 +251,28 @@ class DeepConvRFM(BaseKernelEstimator):
     def fit(self, X: Any, y: Any, *, test_set: TestSetGuard | None = None):
         """Fit level by level. ``test_set`` is read only by ``protocol="reference"``. Returns self."""
         self._validate_params()
-        dt = torch.float64 if self.dtype == "float64" else torch.float32
-        dev = torch.device(self.device) if self.device is not None else (
-            X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        for attr in _FITTED:
+            self.__dict__.pop(attr, None)
+        dt = self._torch_dtype()
+        dev = self._resolve_device(X)
         g = resolve_generator(self.random_state, torch.device("cpu"))
-        Xt = to_tensor(X, dt, dev)
-        y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        self.classes_ = np.unique(y_np)
-        Y = torch.as_tensor(np.eye(len(self.classes_))[np.searchsorted(self.classes_, y_np)], dtype=dt, device=dev)
+        Xt = self._to_model(self._check_X(X, reset=True, device=dev, min_samples=2))
+        _, targets = encode_classification(y, len(Xt), type(self).__name__, multilabel=False)
+        self.classes_ = targets.classes
+        y_idx = np.searchsorted(self.classes_, _labels_1d(y))
+        Y = torch.as_tensor(np.eye(len(self.classes_))[y_idx], dtype=dt, device=dev)  # one-hot, also binary
         if self.protocol == "reference":
             if test_set is None:
                 raise ValueError("test_set: protocol='reference' selects on the test set; pass a TestSetGuard")
-            Xs = to_tensor(test_set.X, dt, dev)
-            ys = np.asarray(test_set.y.cpu() if isinstance(test_set.y, torch.Tensor) else test_set.y)
+            Xs = self._to_model(self._check_X(test_set.X, reset=False, device=dev))
+            ys = _labels_1d(test_set.y)
             agop_idx = torch.arange(min(20, len(Xt)))
             sel_name = "test"
         else:
-            tr, va = _stratified_split(np.searchsorted(self.classes_, y_np), self.validation_fraction, g)
-            Xs, ys = Xt[va.to(dev)], y_np[va.numpy()]
+            tr, va = _stratified_split(y_idx, self.validation_fraction, g)
+            Xs, ys = Xt[va.to(dev)], self.classes_[y_idx[va.numpy()]]
             Xt, Y = Xt[tr.to(dev)], Y[tr.to(dev)]
             m = min(self.agop_images, len(Xt))
             agop_idx = torch.randperm(len(Xt), generator=g)[:m]
@@ -291,44 +317,104 @@ class DeepConvRFM(BaseKernelEstimator):
                     G = self._agop(U[agop_idx.to(dev)], U, grid, M, kdepth, a, kmax)
                     M = self._next_M(G)
             Ms.append(best_level[1])
-        (_, self.best_level_, self.best_iter_, self.best_reg_, self.M_, self.alpha_, self._kmax,
-         self._filters_best) = best_all
-        self.Ms_, self.filters_, self.history_ = Ms, filters, history
-        self.X_fit_ = Xt
+        (_, self.best_level_, self.best_iter_, self.best_reg_, M_best, alpha_best, self._kmax,
+         filters_best) = best_all
+        self.M_, self.alpha_ = self._store(M_best), self._store(alpha_best)
+        self._filters_best = [self._store(W) for W in filters_best]
+        self.Ms_, self.filters_ = [self._store(M) for M in Ms], [self._store(W) for W in filters]
+        self.history_ = history
+        self.X_fit_ = self._store(Xt.clone())
         return self
 
     # --- predict ------------------------------------------------------------------------------
-    def decision_function(self, X: Any) -> torch.Tensor:
+    def _raw(self, X: Any) -> torch.Tensor:
         """Kernel outputs (n, n_classes) of the selected (level, iteration, reg) predictor."""
         self._check_fitted()
-        x = to_tensor(X, self.alpha_.dtype, self.alpha_.device)
-        xt = self.X_fit_
+        dev = self.alpha_.device if isinstance(self.alpha_, torch.Tensor) else (
+            torch.device(self.device) if self.device is not None else torch.device("cpu"))
+        x = self._to_model(self._check_X(X, reset=False, device=dev))
+        xt = self._load(self.X_fit_, dev)
         for W in self._filters_best:
+            W = self._load(W, dev)
             x, xt = self._featurise(x, W), self._featurise(xt, W)
         grid = _grid(xt, self.patch_size, self.padding)
-        K = self._K(self._patches(x), self._patches(xt), grid, self.M_, self.depth - self.best_level_)
-        return K / self._kmax @ self.alpha_
+        K = self._K(self._patches(x), self._patches(xt), grid, self._load(self.M_, dev),
+                    self.depth - self.best_level_)
+        return K / self._kmax @ self._load(self.alpha_, dev)
+
+    def decision_function(self, X: Any) -> Any:
+        """Kernel outputs (n, n_classes) of the selected predictor (a tensor for a tensor X)."""
+        return self._out(self._raw(X), X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels (argmax of the one-hot regression)."""
-        return self.classes_[self.decision_function(X).argmax(1).cpu().numpy()]
+        idx = self._raw(X).argmax(1).cpu().numpy()
+        return self.classes_[idx]
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy."""
-        y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        return float(np.mean(self.predict(X) == y_np))
+        return float(np.mean(self.predict(X) == _labels_1d(y)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+
+class DeepConvRFMClassifier(ClassifierMixin, DeepConvRFM):
+    """Deep ConvRFM as a scikit-learn classifier (same parameters and fit as :class:`DeepConvRFM`).
+
+    Convention:
+        One-hot targets for every number of classes (as the reference). ``decision_function``:
+        two classes, f_1 - f_0 (n,) (> 0: ``classes_[1]``); K classes, f (n, K); ``predict`` =
+        argmax, so the two agree. Fitted arrays are numpy arrays. y: labels (n,) (a column
+        vector is raveled with a DataConversionWarning); multilabel y is refused.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(60, 1, 6, 6)); y = (X[:, 0, 2].sum(1) > 0).astype(int)
+    >>> clf = DeepConvRFMClassifier(depth=2, width=4, n_iter=2, random_state=0).fit(X, y)
+    >>> clf.decision_function(X[:3]).shape
+    (3,)
+    """
+
+    _torch_native = False
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        F = self._raw(X)
+        return (F[:, 1] - F[:, 0] if F.shape[1] == 2 else F).cpu().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        idx = self._raw(X).argmax(1).cpu().numpy()
+        return self.classes_[idx]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        return ClassifierMixin.score(self, X, y, sample_weight=sample_weight)
+
+
+def _labels_1d(y: Any) -> np.ndarray:
+    y = to_numpy(y)
+    return y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 def _stratified_split(yi: np.ndarray, frac: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded class-stratified (train, validation) index split; at least one validation point."""
+    """Seeded class-stratified (train, validation) index split.
+
+    Each class c gives round(frac * n_c) validation points, at most n_c - 1; when that is 0 for
+    every class, the largest class gives one (so small data still get a validation point).
+    """
     tr, va = [], []
-    for c in np.unique(yi):
+    classes, counts = np.unique(yi, return_counts=True)
+    ks = [min(int(round(frac * n_c)), n_c - 1) for n_c in counts]
+    if sum(ks) == 0:
+        big = int(np.argmax(counts))
+        if counts[big] < 2:
+            raise ValueError(f"validation_fraction: {len(yi)} samples with one per class leave no validation point")
+        ks[big] = 1
+    for c, k in zip(classes, ks):
         idx = torch.as_tensor(np.flatnonzero(yi == c))
         idx = idx[torch.randperm(len(idx), generator=g)]
-        k = int(round(frac * len(idx))) if len(idx) > 1 else 0
         va.append(idx[:k])
         tr.append(idx[k:])
-    va_t = torch.cat(va)
-    if len(va_t) == 0:
-        raise ValueError("validation_fraction: too small for this data (no validation point)")
-    return torch.cat(tr).sort().values, va_t.sort().values
+    return torch.cat(tr).sort().values, torch.cat(va).sort().values
