@@ -57,7 +57,7 @@ def test_paper_preset_is_the_cover_figure_recipe_field_by_field():
         "data.sweeps_between_samples": 5,
         "model.K": 8, "model.mode": "mf", "model.activation": "erf", "model.bias": "train_pm1", "model.std0": 0.1,
         "model.bias_value": 1.0,
-        "train.lr": 0.05, "train.T": 1e4, "train.bs": 1, "train.time_unit": "steps", "train.n_evals": 200,
+        "train.lr": 0.05, "train.T": 1e4, "train.batch_size": 1, "train.time_unit": "steps", "train.n_evals": 200,
         "train.n_test": 20000, "train.l1": 0.0, "train.l2": 0.0, "train.backend": "auto", "train.dtype": "float32",
         "train.chunk_size": 16384,
     }
@@ -154,7 +154,7 @@ def test_figures_label_the_clock_that_was_used(tmp_path):
     from featlab.cli import main
 
     r = CliRunner().invoke(main, ["run", "emergence", "--preset", "tiny", "--out", str(tmp_path), "--quiet",
-                                  "--set", "train.time_unit=samples", "--set", "train.bs=4",
+                                  "--set", "train.time_unit=samples", "--set", "train.batch_size=4",
                                   "--set", "train.T=20"])
     assert r.exit_code == 0, r.output
     caps = json.loads(next(tmp_path.rglob("captions.json")).read_text())
@@ -301,3 +301,19 @@ def test_convention_seed_stats_lists_median_spread_and_none_for_missing():
     assert seed_stats("x", [None, float("inf")]) == {"x": [None, None], "x_median": None, "x_spread": None}
     assert median_seed([0.05, 0.07, None, 0.06]) == 3 and median_seed([None]) == 0
     json.dumps(s, allow_nan=False)
+
+
+@pytest.mark.parametrize("name,old,new", [("emergence", "train.bs", "train.batch_size"),
+                                          ("emergence-cnn", "train.bs", "train.batch_size"),
+                                          ("emergence-gain", "train.bs", "train.batch_size"),
+                                          ("emergence-ising", "train.bs", "train.batch_size"),
+                                          ("emergence-theory", "batch", "batch_size")])
+def test_convention_mini_batch_size_is_batch_size_everywhere(name, old, new):
+    """One name per concept: the mini-batch size is ``batch_size``; the old name points to it."""
+    from featlab.config import ConfigError, apply_overrides
+    from featlab.experiments import get
+
+    cfg = get(name).preset("tiny")
+    assert apply_overrides(cfg, [f"{new}=3"]) != cfg
+    with pytest.raises(ConfigError, match=f"{old}: renamed: use {new}"):
+        apply_overrides(cfg, [f"{old}=3"])

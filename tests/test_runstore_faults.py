@@ -243,7 +243,7 @@ def test_non_finite_recorded_number_is_divergence(tmp_path, where, what):
 
 _DIVERGE = [("emergence", ["train.lr=1e6"]), ("emergence-gain", ["train.lr=1e6", "phase_diagram=false"]),
             ("emergence-ising", ["train.lr=1e6", "dims=1"]), ("emergence-cnn", ["cnn.lr=1e8"]),
-            ("emergence-theory", ["lr=1e6", "steps=30", "batch=200", "n_cumulant=2000", "n_snapshots=5"])]
+            ("emergence-theory", ["lr=1e6", "steps=30", "batch_size=200", "n_cumulant=2000", "n_snapshots=5"])]
 _SHRINK = {"emergence": ["train.T=100", "train.n_test=200", "train.n_evals=3"],
            "emergence-gain": ["train.T=100", "train.n_test=200", "train.n_evals=3", "n_seeds=1", "gains=1,3",
                               "kur_k=", "elliptical=false"],

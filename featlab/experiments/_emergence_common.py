@@ -140,8 +140,8 @@ class TrainConfig:
     lr: float = F(0.05, "base learning rate (first layer gets lr K in mf, bias lr_w/D)", gt=0, tag="[code]")
     T: float = F(1e4, "final time in units of time_unit (t = steps/D by default)", gt=0.1, tag="[code]",
                  cost="T*D steps; ~20-50 us per step on one CPU core for D=400")
-    bs: int = F(1, "mini-batch size (1 = true online SGD)", ge=1, tag="[code]")
-    time_unit: str = F("steps", "t = steps/D (the reference, any bs) or samples/D",
+    batch_size: int = F(1, "mini-batch size (1 = true online SGD)", ge=1, tag="[code]")
+    time_unit: str = F("steps", "t = steps/D (the reference, any batch_size) or samples/D",
                        choices=("steps", "samples"), tag="[code]")
     n_evals: int = F(200, "log-spaced evaluations in [0.1, T] (plus t = 0)", ge=1, tag="[code]",
                      cost="each stores all weights (n_evals x runs x K x D floats)")
@@ -280,7 +280,7 @@ def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tag
             tests.append((x_t.reshape(train.n_test, -1).to(dtype), (1.0 - 2.0 * c_t.to(dtype))))
             run_tags.append(tag), run_seeds.append(i)
     W0, b0, v0 = torch.stack(Ws), torch.stack(bs_), torch.stack(vs)   # (S, K, D), (S, K), (S, K)
-    total = int(math.ceil(train.T * D / (train.bs if train.time_unit == "samples" else 1)))
+    total = int(math.ceil(train.T * D / (train.batch_size if train.time_unit == "samples" else 1)))
 
     mse0 = {}
 
@@ -293,8 +293,8 @@ def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tag
             ctx.check_finite(torch.as_tensor(snap[k]), f"weights {k}")
         iprs = ipr(snap["W"].astype(np.float64))                          # (S, K)
         det = long_range_detectors(snap["b"], snap["v"])                   # (S, K)
-        row = {"t": t, "step": step, "samples": step * train.bs, "t_steps": step / D,
-               "t_samples": step * train.bs / D}
+        row = {"t": t, "step": step, "samples": step * train.batch_size, "t_steps": step / D,
+               "t_samples": step * train.batch_size / D}
         for tag in dict.fromkeys(run_tags):
             idx = [r for r, rt in enumerate(run_tags) if rt == tag]
             row[f"mse_{tag}"] = float(np.mean(mse[idx]))
@@ -306,7 +306,7 @@ def train_many(model: ModelConfig, train: TrainConfig, tasks: Sequence, ctx, tag
 
     with ctx.progress(total, desc=desc, unit="step") as bar:
         res = train_committee(W0, b0, v0, samplers, gens, tests, T=train.T, mode=model.mode, lr=train.lr,
-                              bs=train.bs, time_unit=train.time_unit, n_evals=train.n_evals,
+                              bs=train.batch_size, time_unit=train.time_unit, n_evals=train.n_evals,
                               train_b=model.bias == "train_pm1", activation=model.activation,
                               l1=train.l1, l2=train.l2, backend=train.backend, chunk_size=train.chunk_size,
                               dtype=dtype, progress=bar, on_eval=on_eval, desc=desc)

@@ -40,6 +40,8 @@ TAGS = ("nlgp", "clone")
 class EmergenceConfig(ExperimentConfig):
     """NLGP against its Gaussian clone, same seed. Defaults = the cover-figure recipe (§7)."""
 
+    RENAMED = {"train.bs": "train.batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+
     data: DataConfig = sub(DataConfig, "the two-class task (NLGP; the clone shares every field)")
     model: ModelConfig = sub(ModelConfig, "the committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
@@ -73,7 +75,7 @@ def paper() -> EmergenceConfig:
     - ``model.K = 8``, ``mode = "mf"``, ``activation = "erf"``, ``bias = "train_pm1"``, ``std0 =
       0.1``: panel C's 4 blobs (b = +1) and 4 oscillatory fields (b = −1); the driver's
       ``--model mf -g erf -K 8 --bias`` [code, figure].
-    - ``train.lr = 0.05``, ``bs = 1``, ``T = 1e4`` (t = steps/D, 4·10⁶ steps), ``n_evals = 200``,
+    - ``train.lr = 0.05``, ``train.batch_size = 1``, ``T = 1e4`` (t = steps/D, 4·10⁶ steps), ``n_evals = 200``,
       ``n_test = 20000``: the driver's defaults and ``--time 10000``; panel D's t axis ends at
       10⁴ [code, figure].
     - ``n_seeds = 4``: several seeds, since single seeds can mislead (panel D shows dozens of
@@ -130,7 +132,7 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
     localised = iprs[-1] > cfg.ipr_factor * base                        # (S, K)
 
     summary: dict = {"ipr_baseline": base, "steps": int(res.steps[-1]), "n_seeds": cfg.n_seeds,
-                     "samples": int(res.steps[-1]) * cfg.train.bs, "t_steps": float(res.t_steps[-1]),
+                     "samples": int(res.steps[-1]) * cfg.train.batch_size, "t_steps": float(res.t_steps[-1]),
                      "t_samples": float(res.t_samples[-1]), "wall_s": res.wall_s,
                      "steps_per_s": res.steps_per_s, "backend": res.backend, "D": D, **latent}
     for tag in TAGS:
@@ -194,7 +196,7 @@ def run(cfg: EmergenceConfig, ctx) -> dict:
 def _describe(cfg: EmergenceConfig) -> str:
     d, m, t = cfg.data, cfg.model, cfg.train
     return (f"{d.dim}D L={d.L}, xi={d.xi}, g={d.gain} ({d.gain_convention}), {d.boundary}, jitter={d.jitter}; "
-            f"K={m.K} {m.mode} {m.activation} bias={m.bias}; lr={t.lr} bs={t.bs}.")
+            f"K={m.K} {m.mode} {m.activation} bias={m.bias}; lr={t.lr} batch_size={t.batch_size}.")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ class CNNConfig:
 class EmergenceCNNConfig(ExperimentConfig):
     """FC committee and soft CNN on the same NLGP task; aligned filters and FWHM."""
 
+    RENAMED = {"train.bs": "train.batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+
     data: DataConfig = sub(DataConfig, "the NLGP task (1D only)")
     model: ModelConfig = sub(ModelConfig, "the FC committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD of both networks (the CNN uses cnn.lr)")
@@ -141,7 +143,7 @@ def run(cfg: EmergenceCNNConfig, ctx) -> dict:
     with ctx.progress(total, desc="soft CNN", unit="step") as bar:
         res = train_modules([net], [sampler], [ctx.generator("data/0")],
                             [(x_t.reshape(len(x_t), -1), 1.0 - 2.0 * c_t.to(dtype))], T=T_cnn,
-                            lr=[net.param_lrs(c.lr, lr_bias=c.lr_bias or c.lr / D)], bs=cfg.train.bs, time_unit=cfg.train.time_unit,
+                            lr=[net.param_lrs(c.lr, lr_bias=c.lr_bias or c.lr / D)], bs=cfg.train.batch_size, time_unit=cfg.train.time_unit,
                             n_evals=cfg.train.n_evals, targets="original", progress=bar, desc="soft CNN")
     ctx.check_finite(torch.as_tensor(res.mse[:, 0]), "CNN test MSE",  # tanh saturates: a finite divergence
                      ceiling=1.5 * max(1.0, float(res.mse[0, 0])))

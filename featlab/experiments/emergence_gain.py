@@ -32,6 +32,8 @@ __all__ = ["EmergenceGainConfig", "tiny", "paper", "run", "EXPERIMENT"]
 class EmergenceGainConfig(ExperimentConfig):
     """Gain sweep (NLGP, clone), Kur(k) and elliptical controls, (gain, xi ratio) phase diagram."""
 
+    RENAMED = {"train.bs": "train.batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+
     data: DataConfig = sub(DataConfig, "the task; data.gain is ignored (swept by ``gains``)")
     model: ModelConfig = sub(ModelConfig, "the committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
@@ -64,7 +66,7 @@ def paper() -> EmergenceGainConfig:
 
     - ``data``, ``model``, ``train``: exactly the ``emergence`` paper preset: 2D, L = 20,
       xi = (1, 3) px, periodic, jitter 1e-3, K = 8, mf, erf, trained +-1 biases, lr 0.05,
-      bs 1, t <= 10^4 [inferred recipe, spec §7; reproduces PNAS Fig. 1D at g = 10].
+      batch_size 1, t <= 10^4 [inferred recipe, spec §7; reproduces PNAS Fig. 1D at g = 10].
     - ``gains = (0.5, 1, 2, 3, 5, 10, 30)`` (original convention): from nearly Gaussian to
       nearly binary, bracketing the recipe's g = 10 [design; the paper's gain grid is unknown].
     - ``n_seeds = 4``: per-seed values, median and spread [design].

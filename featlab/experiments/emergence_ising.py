@@ -30,6 +30,8 @@ TAGS = ("ising", "clone")
 class EmergenceIsingConfig(ExperimentConfig):
     """Ising (T0 hot/short, T1 cold/long) vs its Gaussian clone, in 1D and 2D."""
 
+    RENAMED = {"train.bs": "train.batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+
     data: DataConfig = sub(DataConfig, "the task; data.L is the 1D ring size, data.T_ising the temperatures")
     model: ModelConfig = sub(ModelConfig, "the committee TwoLayer")
     train: TrainConfig = sub(TrainConfig, "online SGD and evaluation")
@@ -56,7 +58,7 @@ def paper() -> EmergenceIsingConfig:
     """The cover figure's network and budget on Ising spins [paper?: the paper's temperatures are unknown].
 
     - ``model``, ``train``: the ``emergence`` paper preset (K = 8, mf, erf, trained +-1 biases,
-      lr 0.05, bs 1, t <= 10^4) [code, spec §7].
+      lr 0.05, batch_size 1, t <= 10^4) [code, spec §7].
     - 1D: ring L = 40, T = (3, 1.5) (xi(T) = 0.88, 6.3 sites), exact sampler [design].
     - 2D: periodic 20 x 20 (the cover figure's D = 400), T = (4, 2.3): T1 just above T_c = 2.269,
       so the cold class is not magnetised (below T_c, |m| alone solves the task); Swendsen-Wang,

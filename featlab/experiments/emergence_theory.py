@@ -43,6 +43,8 @@ __all__ = ["EmergenceTheoryConfig", "tiny", "paper", "run", "EXPERIMENT"]
 class EmergenceTheoryConfig(ExperimentConfig):
     """Single ReLU neuron on 1D periodic NLGP vs clone; LSG ODE; 4th-cumulant Z-eigenvectors."""
 
+    RENAMED = {"batch": "batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+
     L: int = F(40, "sites (1D ring), D = L; the cumulant tensor is stored as D^3", ge=4, le=64, tag="[code]")
     xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1) latent correlation lengths in sites, class 0 short, "
                               "class 1 long (LSG single-neuron runs)", gt=0, tag="[code]", length=2)
@@ -54,8 +56,8 @@ class EmergenceTheoryConfig(ExperimentConfig):
     gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z",
                              choices=("original", "followup"), tag="[code]")
     lr: float = F(0.05, "SGD learning rate eta = the ODE's tau", gt=0, tag="[code]")
-    steps: int = F(2000, "SGD steps = Euler steps", ge=1, tag="[code]", cost="steps x batch samples")
-    batch: int = F(10000, "fresh samples per SGD step", ge=1, tag="[code]")
+    steps: int = F(2000, "SGD steps = Euler steps", ge=1, tag="[code]", cost="steps x batch_size samples")
+    batch_size: int = F(10000, "fresh samples per SGD step", ge=1, tag="[code]")
     init_scale: float = F(1e-3, "w ~ Xavier-normal x sqrt(init_scale)", gt=0, tag="[code]")
     n_snapshots: int = F(40, "log-spaced snapshots (step 0 and the last step included)", ge=2)
     taylor_prefactor: str = F("exact", "Taylor amplifier: exact sqrt(2/pi) a - ... or the reference "
@@ -90,7 +92,7 @@ def paper() -> EmergenceTheoryConfig:
 
 def tiny() -> EmergenceTheoryConfig:
     """D = 32, 600 steps of batch 1000; small cumulant estimates: ~10 s on 2 cores."""
-    return dataclasses.replace(EmergenceTheoryConfig(), L=32, steps=600, batch=1000, lr=0.2, n_cumulant=20_000,
+    return dataclasses.replace(EmergenceTheoryConfig(), L=32, steps=600, batch_size=1000, lr=0.2, n_cumulant=20_000,
                                quad_nodes=8, n_starts=8, hopm_iter=100, n_snapshots=20)
 
 
@@ -136,10 +138,10 @@ def _simulate(task, w0: torch.Tensor, cfg: EmergenceTheoryConfig, gen: torch.Gen
     snaps, nxt = [w.clone()], 1
     with ctx.progress(cfg.steps, desc=desc, unit="step") as bar:
         for step in range(1, cfg.steps + 1):
-            x, c = task.sample(cfg.batch, gen, dtype=torch.float64)  # (B, D), (B,)
+            x, c = task.sample(cfg.batch_size, gen, dtype=torch.float64)  # (B, D), (B,)
             h = x @ w  # (B,)
             err = torch.relu(h) - c.to(torch.float64)
-            grad = 2 * ((err * (h > 0)) @ x) / cfg.batch  # d/dw mean (relu(w.x) - y)^2
+            grad = 2 * ((err * (h > 0)) @ x) / cfg.batch_size  # d/dw mean (relu(w.x) - y)^2
             w = w - cfg.lr * grad
             if nxt < len(keep) and step == keep[nxt]:
                 snaps.append(w.clone())
@@ -242,7 +244,7 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
                     **{f"zeig_values_{k}": r.values.numpy() for k, r in eig.items()})
     what = f"NLGP g={cfg.gain} ({cfg.gain_convention} convention)" if tag == "nlgp" else f"Kur(k={cfg.k:g})"
     desc = (f"1D ring D={D}, xi={cfg.xi}, {what}, kappa={kappa:.3f}; "
-            f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch}; taylor_prefactor={cfg.taylor_prefactor}.")
+            f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch_size}; taylor_prefactor={cfg.taylor_prefactor}.")
     ctx.save_figure(plot_profiles(steps, ode[tag], sim[tag], sim["clone"], tag), "profiles_ode_vs_sgd",
                     "Receptive-field profile w_i against site i at log-spaced steps (blue: early to red: late): LSG ODE with "
                     "the NLGP amplifier (left), SGD on NLGP (middle) and on its clone (right), same w0. " + desc)
