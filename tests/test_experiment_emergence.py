@@ -317,3 +317,16 @@ def test_convention_mini_batch_size_is_batch_size_everywhere(name, old, new):
     assert apply_overrides(cfg, [f"{new}=3"]) != cfg
     with pytest.raises(ConfigError, match=f"{old}: renamed: use {new}"):
         apply_overrides(cfg, [f"{old}=3"])
+
+
+@pytest.mark.parametrize("name", ["pooling", "stability"])
+def test_convention_probe_image_count_is_n_images_everywhere(name):
+    """One name per concept: the number of probe images is ``probe.n_images`` (as in cnfa)."""
+    from featlab.config import ConfigError, apply_overrides
+    from featlab.experiments import get
+
+    cfg = get(name).preset("tiny")
+    assert apply_overrides(cfg, ["probe.n_images=20"]).probe.n_images == 20
+    assert get("cnfa").preset("tiny").probe.n_images >= 1
+    with pytest.raises(ConfigError, match="probe.n_probe: renamed: use probe.n_images"):
+        apply_overrides(cfg, ["probe.n_probe=20"])

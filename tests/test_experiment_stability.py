@@ -279,7 +279,7 @@ def test_config_renamed_path_and_missing_cifar_archive_are_config_errors(tmp_pat
         validate(apply_overrides(c, ["data.dataset=cifar10"]))
     with pytest.raises(ConfigError, match="data.input_size"):
         validate(apply_overrides(c, ["data.dataset=cifar10", "data.input_size=16"]))
-    with pytest.raises(ConfigError, match="probe.n_probe: at most the test set size 497"):
+    with pytest.raises(ConfigError, match="probe.n_images: at most the test set size 497"):
         validate(apply_overrides(c, ["data.dataset=digits"]))  # 500 probes, 497 test digits
     with pytest.raises(ConfigError, match="nets.layerwise: .*allowed"):
         validate(apply_overrides(c, ["nets.layerwise=vgg11bn"]))  # a typo is not silently skipped
@@ -304,7 +304,7 @@ def test_cifar10_from_featlab_data_at_32(tmp_path, monkeypatch, one_thread):
     _write_cifar10(tmp_path)
     monkeypatch.setenv("FEATLAB_DATA", str(tmp_path))
     path, s = _run(tmp_path / "runs", ["data.dataset=cifar10", "nets.names=fc2", "nets.layerwise=", "n_seeds=1",
-                                       "probe.n_probe=10", "train.epochs=1"])
+                                       "probe.n_images=10", "train.epochs=1"])
     arr = np.load(path / "arrays.npz")
     assert s["n_runs"] == 1 and list(arr["net"]) == ["fc2"]
     assert "3, 32, 32" in (path / "log.txt").read_text()  # (C, H, W) of the probes: native size
@@ -320,7 +320,7 @@ def test_paper_cifar10_preset_is_the_reference_recipe_and_validates_with_the_arc
     t = c.train
     assert (t.epochs, t.bn_epochs, t.batch_size, t.cnn_lr, t.bn_lr, t.fc_lr, t.warmup_epochs, t.momentum,
             t.weight_decay, t.augment) == (250, None, 128, 0.1, 0.1, 0.1, 0, 0.9, 5e-4, "auto")
-    assert c.probe.n_probe == 500 and c.probe.delta == 1.0 and c.probe.cut == 3 and c.probe.corrupt_probes
+    assert c.probe.n_images == 500 and c.probe.delta == 1.0 and c.probe.cut == 3 and c.probe.corrupt_probes
     assert set(c.nets.layerwise) == {"lenet", "alexnet", "vgg11", "vgg11_bn"} <= set(c.nets.names)
     # one field takes any preset to CIFAR-10, at 32×32 (no resize in tiny)
     assert validate(apply_overrides(get("stability").preset("tiny"), ["data.dataset=cifar10"])).data.sizes()[0] == 32
@@ -340,7 +340,7 @@ def test_a_diverging_net_is_left_out_and_the_others_go_on(tmp_path, one_thread, 
 
     monkeypatch.setattr(featlab.train, "fit_classifier", fit)
     path, s = _run(tmp_path, ["nets.names=lenet,fc2", "nets.layerwise=lenet", "train.epochs=1", "data.n_train=64",
-                              "data.n_test=40", "probe.n_probe=20", "n_seeds=1"])
+                              "data.n_test=40", "probe.n_images=20", "n_seeds=1"])
     ex = s["excluded"]
     assert ex["lenet@0#s0"].startswith("diverged")
     assert "fc2@0#s0" in ex and "chance error" in ex["fc2@0#s0"]  # one epoch: not trained, left out
@@ -366,7 +366,7 @@ def test_a_dead_net_is_left_out_without_crashing_the_fit(tmp_path, one_thread, m
 
     monkeypatch.setattr(featlab.train, "fit_classifier", fit)
     path, s = _run(tmp_path, ["nets.names=lenet,fc2", "nets.layerwise=lenet", "train.epochs=1", "data.n_train=64",
-                              "data.n_test=40", "probe.n_probe=20", "n_seeds=2", "fit.max_error=1"])
+                              "data.n_test=40", "probe.n_images=20", "n_seeds=2", "fit.max_error=1"])
     rows = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines()]
     dead = [r for r in rows if r["net"] == "lenet"]
     assert len(dead) == 2 and all(r["D"] == 0 and r["G"] == 0 and r["R"] is None and not r["included"] for r in dead)
@@ -378,7 +378,7 @@ def test_a_dead_net_is_left_out_without_crashing_the_fit(tmp_path, one_thread, m
 
 def test_stability_probes_carry_the_training_corruption(tmp_path, one_thread):
     """[I23] --corrupt_test 1: with corruption, D/G/R are measured on corrupted probes (default)."""
-    sets = ["train.epochs=1", "probe.n_probe=30", "data.n_train=100", "data.n_test=40", "nets.names=fc2",
+    sets = ["train.epochs=1", "probe.n_images=30", "data.n_train=100", "data.n_test=40", "nets.names=fc2",
             "nets.layerwise=", "data.corruption_stds=0,3", "n_seeds=1"]
     rows = {}
     for flag in ("true", "false"):
@@ -397,7 +397,7 @@ STABILITY_KEYS = {"a", "b", "rho", "b_interval", "rho_interval", "n_points", "ex
 @pytest.mark.slow
 def test_stability_tiny_end_to_end(tmp_path, one_thread):
     # the tiny preset (8 epochs, 600 crops) shrunk to keep CI fast; fc2 cannot train in 3 epochs
-    path, s = _run(tmp_path, ["train.epochs=3", "data.n_train=300", "data.n_test=100", "probe.n_probe=60",
+    path, s = _run(tmp_path, ["train.epochs=3", "data.n_train=300", "data.n_test=100", "probe.n_images=60",
                               "fit.max_error=1"])
     assert STABILITY_KEYS <= set(s)
     assert s["n_runs"] == 6 and s["n_points"] == 6 - len(s["excluded"])  # 3 nets × 2 seeds

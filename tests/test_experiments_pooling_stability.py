@@ -13,8 +13,8 @@ from featlab.cli import main
 @pytest.mark.slow
 def test_pooling_and_stability_run_on_cuda(tmp_path):
     for name, sets in (("pooling", ["model.width=8", "train.epochs=1", "data.P=32", "data.P_test=32",
-                                    "probe.n_probe=16"]),
-                       ("stability", ["train.epochs=1", "probe.n_probe=16", "data.n_train=100"])):
+                                    "probe.n_images=16"]),
+                       ("stability", ["train.epochs=1", "probe.n_images=16", "data.n_train=100"])):
         args = ["run", name, "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path), "--quiet"]
         for s in sets:
             args += ["--set", s]

@@ -283,7 +283,7 @@ def test_pooling_tiny_end_to_end(tmp_path, one_thread):
     # shrunk from the tiny preset to keep CI fast: 2 epochs, so the cap ends both runs
     path, s = _run(tmp_path, "tiny", ["model.width=8", "train.epochs=2", "data.L=32", "data.xi=8",
                                       "model.depth=5", "nostride.depth=6", "data.P=48", "data.P_val=16",
-                                      "data.P_test=64", "probe.n_probe=48"])
+                                      "data.P_test=64", "probe.n_images=48"])
     assert POOLING_KEYS <= set(s)
     assert s["stopped_stride"] == "cap" and s["hit_cap_stride"] and s["epochs_stride"] == 2
     arr = np.load(path / "arrays.npz")
@@ -299,7 +299,7 @@ def test_pooling_tiny_end_to_end(tmp_path, one_thread):
 def test_pooling_2d_end_to_end(tmp_path, one_thread):
     path, s = _run(tmp_path, "tiny2d", ["data.L=8", "data.xi=3", "data.gap=1", "data.P=48", "data.P_val=16",
                                         "data.P_test=48", "model.depth=3", "model.width=8", "train.epochs=2",
-                                        "probe.n_probe=32"])
+                                        "probe.n_images=32"])
     assert POOLING_KEYS <= set(s)
     arr = np.load(path / "arrays.npz")
     assert np.allclose(arr["stride_A"], [2, 4, 8])  # linear receptive-field size per block

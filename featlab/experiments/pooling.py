@@ -121,9 +121,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    n_probe: int = F(512, "probe_set=test: probe images for D/G/R, balanced, from the test split",
+    n_images: int = F(512, "probe_set=test: probe images for D/G/R, balanced, from the test split",
                      ge=2)
-    probe_set: str = F("test", "test: n_probe balanced test images; reference: 10% of all pairs "
+    probe_set: str = F("test", "test: n_images balanced test images; reference: 10% of all pairs "
                        "of the task, half per class, training pairs included "
                        "(diffeo_cluster_mean.py)", choices=("test", "reference"), tag="[code]")
     noise: str = F("rectified_mean", "noise matched to the diffeo: rectified (1D code) or sphere",
@@ -136,6 +136,8 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class PoolingConfig(ExperimentConfig):
+    RENAMED = {"probe.n_probe": "probe.n_images"}  # one name per concept (issue 11): probe images are n_images
+
     data: DataConfig = sub(DataConfig, "scale-detection data of the stride net (§6.1-6.2)")
     nostride: NoStrideConfig = sub(NoStrideConfig, "task and depth of the no-stride net")
     model: ModelConfig = sub(ModelConfig, "SimpleCNN (§6.3)")
@@ -259,7 +261,7 @@ def tiny() -> PoolingConfig:
         nostride=dataclasses.replace(c.nostride, xi=8, gap=2, depth=10),
         model=dataclasses.replace(c.model, depth=6, width=32),
         train=dataclasses.replace(c.train, epochs=300, stop_factor=1, check_every=5),
-        probe=dataclasses.replace(c.probe, n_probe=256, track=(1,)))
+        probe=dataclasses.replace(c.probe, n_images=256, track=(1,)))
 
 
 def tiny2d() -> PoolingConfig:
@@ -439,7 +441,7 @@ def _load(cfg: PoolingConfig, v: Variant, ctx):
     else:
         xte = test[0]  # balanced: first half one class, second half the other
         n_half = len(xte) // 2
-        h = min(cfg.probe.n_probe, len(xte)) // 2
+        h = min(cfg.probe.n_images, len(xte)) // 2
         X = torch.cat([xte[:h], xte[n_half:n_half + h]])
     return train, val, test, X
 

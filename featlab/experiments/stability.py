@@ -131,7 +131,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    n_probe: int = F(500, "probe images from the test set ([I23] --P 500); at most the test set size",
+    n_images: int = F(500, "probe images from the test set ([I23] --P 500); at most the test set size",
                      ge=2, tag="[code]")
     delta: float = F(1.0, "typical diffeo displacement δ in pixels (sets T)", gt=0, tag="[code]")
     cut: int = F(3, "diffeo high-frequency cut-off c", ge=2, tag="[code]")
@@ -162,14 +162,14 @@ class StabilityConfig(ExperimentConfig):
     n_seeds: int = F(2, "seeds per net (init, batch order, augmentation) batched in this run; the data and "
                      "the probes are shared", ge=1)
 
-    RENAMED = {"data.path": "data.root"}
+    RENAMED = {"data.path": "data.root", "probe.n_probe": "probe.n_images"}
 
     def check(self) -> None:
         super().check()
         _, _, n_test = self.data.sizes()
-        if self.probe.n_probe > n_test:
-            raise ConfigError("probe.n_probe", f"at most the test set size {n_test} (data.dataset="
-                              f"{self.data.dataset}, data.n_test={self.data.n_test})", self.probe.n_probe)
+        if self.probe.n_images > n_test:
+            raise ConfigError("probe.n_images", f"at most the test set size {n_test} (data.dataset="
+                              f"{self.data.dataset}, data.n_test={self.data.n_test})", self.probe.n_images)
 
 
 def tiny() -> StabilityConfig:
@@ -185,7 +185,7 @@ def tiny() -> StabilityConfig:
         nets=dataclasses.replace(c.nets, names=("fc2", "lenet", "vanilla"), layerwise=("lenet",),
                                  vanilla_width=12, vanilla_depth=2),
         train=dataclasses.replace(c.train, epochs=10, warmup_epochs=1),
-        probe=dataclasses.replace(c.probe, n_probe=100),
+        probe=dataclasses.replace(c.probe, n_images=100),
         fit=dataclasses.replace(c.fit, n_boot=500))
 
 
@@ -478,10 +478,10 @@ def run(cfg: StabilityConfig, ctx) -> dict:
     K = data.num_classes
     chance = 1 - 1 / K
     g = ctx.generator("probes", "cpu")
-    idx = torch.randperm(len(data.y_test), generator=g)[:cfg.probe.n_probe]
+    idx = torch.randperm(len(data.y_test), generator=g)[:cfg.probe.n_images]
     X = data.x_test[idx].to(ctx.device)  # (P, C, H, W) probes, seeded (the reference's are not)
-    if len(X) != cfg.probe.n_probe:  # check() guarantees it; a loader change must not slip through
-        raise RuntimeError(f"asked for {cfg.probe.n_probe} probes, the test set holds {len(data.y_test)}")
+    if len(X) != cfg.probe.n_images:  # check() guarantees it; a loader change must not slip through
+        raise RuntimeError(f"asked for {cfg.probe.n_images} probes, the test set holds {len(data.y_test)}")
     ctx.log.info("data %s: %d train, %d test, %d probes of %s", data.name, len(data.y_train),
                  len(data.y_test), len(X), tuple(X.shape[1:]))
     n_test = len(data.y_test)
@@ -629,7 +629,7 @@ def _save(rows, lw, spectra, curves, s, cfg, ctx, chance) -> None:
                f"bootstrap over {s['bootstrap']['by']})")
     ctx.save_figure(plot_correlation(rows, s, chance * cfg.fit.max_error, chance), "correlation",
                     f"Final test error ε of every trained net and seed (colour = net) against D_f, G_f and R_f "
-                    f"measured on {p.n_probe} test probes (mean protocol, δ = {p.delta:g} px, c = {p.cut}); "
+                    f"measured on {p.n_images} test probes (mean protocol, δ = {p.delta:g} px, c = {p.cut}); "
                     f"{cfg.data.dataset} data, corruption stds {', '.join(f'{v:g}' for v in cfg.data.corruption_stds)}. "
                     f"Filled: in the fit ({crit}, finite R_f); open grey: left out. {fit_txt}. "
                     f"Dashed: chance error {chance:.2f}.")
