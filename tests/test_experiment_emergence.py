@@ -330,3 +330,15 @@ def test_convention_probe_image_count_is_n_images_everywhere(name):
     assert get("cnfa").preset("tiny").probe.n_images >= 1
     with pytest.raises(ConfigError, match="probe.n_probe: renamed: use probe.n_images"):
         apply_overrides(cfg, ["probe.n_probe=20"])
+
+
+def test_convention_filter_size_is_kernel_size_everywhere():
+    """One name per concept: the conv filter size is ``model.kernel_size`` in cnfa and pooling."""
+    from featlab.config import ConfigError, apply_overrides
+    from featlab.experiments import get
+
+    assert get("cnfa").preset("tiny").model.kernel_size >= 1
+    cfg = get("pooling").preset("tiny")
+    assert apply_overrides(cfg, ["model.kernel_size=3"]).model.kernel_size == 3
+    with pytest.raises(ConfigError, match="model.F: renamed: use model.kernel_size"):
+        apply_overrides(cfg, ["model.F=3"])

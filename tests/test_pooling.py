@@ -204,7 +204,7 @@ def test_presets_validate_and_paper_is_the_reference_recipe():
     p = paper()
     validate(p)
     validate(tiny())
-    assert (p.data.L, p.data.xi, p.data.task, p.model.F, p.model.depth, p.model.width, p.data.P) == \
+    assert (p.data.L, p.data.xi, p.data.task, p.model.kernel_size, p.model.depth, p.model.width, p.data.P) == \
         (128, 32, 2, 2, 7, 1000, 1024)
     assert (p.train.ridge, p.train.stop_factor, p.train.check_every, p.train.epochs) == (0.01, 500, 10, 600_000)
     assert p.probe.channel_mean and p.probe.probe_set == "reference"

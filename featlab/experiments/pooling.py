@@ -90,7 +90,7 @@ class NoStrideConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    F: int = _F(2, "filter size (pixels)", ge=1, tag="[code]")
+    kernel_size: int = _F(2, "filter size F (pixels); also the stride of strided blocks", ge=1, tag="[code]")
     depth: int = _F(7, "number of conv blocks of the stride net (with stride F = 2 and L = 128, 7 "
                    "reach length 1)", ge=1, tag="[code]")
     width: int = _F(1000, "channels H per block", ge=1, tag="[code]", cost="time ∝ width²")
@@ -136,7 +136,8 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class PoolingConfig(ExperimentConfig):
-    RENAMED = {"probe.n_probe": "probe.n_images"}  # one name per concept (issue 11): probe images are n_images
+    RENAMED = {"probe.n_probe": "probe.n_images",  # one name per concept (issue 11), as in cnfa
+               "model.F": "model.kernel_size"}
 
     data: DataConfig = sub(DataConfig, "scale-detection data of the stride net (§6.1-6.2)")
     nostride: NoStrideConfig = sub(NoStrideConfig, "task and depth of the no-stride net")
@@ -211,7 +212,7 @@ def paper() -> PoolingConfig:
     - data: L = 128 (D ``img_size = 2**7``), ξ = 32 (D ``xi``), gap 0 (D), Task 2 (S, D
       ``task=2``), P = 1024 (S ``pp``), validation 128 (S ``nval``), test = the rest (S
       ``ntest = NTOT - ntrain - nval``);
-    - model: F = 2, stride 2 (S ``fsize``, ``stride``), depth 7 (D ``nbls``), width H = 1000 (D
+    - model: kernel_size F = 2, stride 2 (S ``fsize``, ``stride``), depth 7 (D ``nbls``), width H = 1000 (D
       ``H``), α̃ = 1 (D ``a_exp = 0``), circular padding, √F·ReLU blocks, GAP readout (C);
       ``stride_layers="all"``: inferred, not read. As published only block 0 is strided (C's
       ``idx_strides`` loop never matches); such a net is invariant to even circular shifts and
@@ -467,11 +468,11 @@ def run_variant(cfg: PoolingConfig, v: Variant, ctx) -> tuple[dict, dict]:
     seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(f"init-{v.name}", "cpu")))
     with torch.random.fork_rng(devices=[]):  # init from the run's seed, global RNG untouched
         torch.manual_seed(seed)
-        net = SimpleCNN(dim=cfg.data.dim, F=m.F, stride_layers=v.stride_layers, depth=v.depth,
-                        width=m.width, activation=m.activation, alpha=m.alpha, stride=m.F).to(ctx.device)
-    A = block_receptive_fields(m.F, net.strides, v.L)
+        net = SimpleCNN(dim=cfg.data.dim, F=m.kernel_size, stride_layers=v.stride_layers, depth=v.depth,
+                        width=m.width, activation=m.activation, alpha=m.alpha, stride=m.kernel_size).to(ctx.device)
+    A = block_receptive_fields(m.kernel_size, net.strides, v.L)
     mask = fit_mask(A, v.xi, v.L)
-    ideal_net = constant_filter_cnn(m.F, v.depth, v.stride_layers, dim=cfg.data.dim).to(ctx.device)
+    ideal_net = constant_filter_cnn(m.kernel_size, v.depth, v.stride_layers, dim=cfg.data.dim).to(ctx.device)
     ideal = measure(ideal_net, X, v, cfg, ctx)
     init = measure(net, X, v, cfg, ctx)
     track: list[tuple[int, dict]] = []
