@@ -307,7 +307,7 @@ def test_convention_seed_stats_lists_median_spread_and_none_for_missing():
                                           ("emergence-cnn", "train.bs", "train.batch_size"),
                                           ("emergence-gain", "train.bs", "train.batch_size"),
                                           ("emergence-ising", "train.bs", "train.batch_size"),
-                                          ("emergence-theory", "batch", "batch_size")])
+                                          ("emergence-theory", "batch", "train.batch_size")])
 def test_convention_mini_batch_size_is_batch_size_everywhere(name, old, new):
     """One name per concept: the mini-batch size is ``batch_size``; the old name points to it."""
     from featlab.config import ConfigError, apply_overrides

@@ -99,9 +99,9 @@ def test_config_checks_name_the_field():
         validate(apply_overrides(get("emergence-cnn").preset("tiny"), ["data.L=12"]))
     assert e.value.field == "data.xi" and "L=12" in str(e.value)
     with pytest.raises(ConfigError) as e:
-        validate(apply_overrides(get("emergence-theory").preset("tiny"), ["L=16"]))
-    assert e.value.field == "xi" and "L=16" in str(e.value)
-    validate(apply_overrides(get("emergence-theory").preset("tiny"), ["L=16", "psd=clip"]))   # the opt-in
+        validate(apply_overrides(get("emergence-theory").preset("tiny"), ["data.L=16"]))
+    assert e.value.field == "data.xi" and "L=16" in str(e.value)
+    validate(apply_overrides(get("emergence-theory").preset("tiny"), ["data.L=16", "data.psd=clip"]))   # the opt-in
     validate(apply_overrides(get("emergence-ising").preset("tiny"), ["data.L=8"]))   # Ising ignores data.xi
 
 
@@ -124,7 +124,7 @@ def test_presets_are_valid_and_quirk_is_recorded():
 
 @pytest.mark.slow
 def test_emergence_theory_tiny_end_to_end(tmp_path):
-    out = _run(tmp_path, "emergence-theory", "L=26", "steps=300", "n_cumulant=5000", "quad_nodes=6", "n_starts=4",
+    out = _run(tmp_path, "emergence-theory", "data.L=26", "train.steps=300", "n_cumulant=5000", "quad_nodes=6", "n_starts=4",
                "hopm_iter=60")  # tiny itself takes ~11 s
     s = out["summary"]
     assert {"ipr_ode_nlgp", "ipr_ode_taylor", "ipr_ode_gaussian", "ipr_sim_nlgp", "ipr_sim_clone",

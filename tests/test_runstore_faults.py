@@ -243,7 +243,7 @@ def test_non_finite_recorded_number_is_divergence(tmp_path, where, what):
 
 _DIVERGE = [("emergence", ["train.lr=1e6"]), ("emergence-gain", ["train.lr=1e6", "phase_diagram=false"]),
             ("emergence-ising", ["train.lr=1e6", "dims=1"]), ("emergence-cnn", ["cnn.lr=1e8"]),
-            ("emergence-theory", ["lr=1e6", "steps=30", "batch_size=200", "n_cumulant=2000", "n_snapshots=5"])]
+            ("emergence-theory", ["train.lr=1e6", "train.steps=30", "train.batch_size=200", "n_cumulant=2000", "n_snapshots=5"])]
 _SHRINK = {"emergence": ["train.T=100", "train.n_test=200", "train.n_evals=3"],
            "emergence-gain": ["train.T=100", "train.n_test=200", "train.n_evals=3", "n_seeds=1", "gains=1,3",
                               "kur_k=", "elliptical=false"],
@@ -287,7 +287,7 @@ def test_inf_is_refused_in_every_float_field_of_every_experiment():
 
 
 @pytest.mark.parametrize("name,item", [
-    ("stability", "nets.names=bogus"), ("stability", "nets.layerwise=lenet,bogus"), ("emergence-theory", "xi=1"),
+    ("stability", "nets.names=bogus"), ("stability", "nets.layerwise=lenet,bogus"), ("emergence-theory", "data.xi=1"),
     ("emergence-ising", "T_ising_2d=1"), ("emergence-ising", "dims=3"), ("emergence-gain", "phase_gains="),
     ("emergence-gain", "phase_ratios="), ("emergence-gain", "gains=3"), ("emergence", "data.xi=1,2,3"),
     ("emergence", "data.T_ising=1"), ("convrfm", "data.tasks=bogus"), ("convrfm", "methods="),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError, ExperimentConfig, F
+from ..config import ConfigError, ExperimentConfig, F, sub
 from ..data.latent import PSD_CHOICES, indefinite_message, latent_spectrum
 from .registry import Claim, Experiment, register
 from ._emergence_common import record_psd_choice
@@ -40,10 +40,8 @@ __all__ = ["EmergenceTheoryConfig", "tiny", "paper", "run", "EXPERIMENT"]
 
 
 @dataclass(frozen=True)
-class EmergenceTheoryConfig(ExperimentConfig):
-    """Single ReLU neuron on 1D periodic NLGP vs clone; LSG ODE; 4th-cumulant Z-eigenvectors."""
-
-    RENAMED = {"batch": "batch_size"}  # one name per concept (issue 11): the mini-batch size is batch_size
+class TheoryDataConfig:
+    """The two classes on a 1D ring: latent correlation lengths, marginal, PSD rule."""
 
     L: int = F(40, "sites (1D ring), D = L; the cumulant tensor is stored as D^3", ge=4, le=64, tag="[code]")
     xi: tuple[float, ...] = F((1.0, 3.0), "(xi0, xi1) latent correlation lengths in sites, class 0 short, "
@@ -55,10 +53,36 @@ class EmergenceTheoryConfig(ExperimentConfig):
     k: float = F(5.0, "Kur(k) tail index for marginal=kur (LSG single runs: 5)", gt=2, tag="[code]")
     gain_convention: str = F("original", "original: erf(g z/sqrt2)/sqrt(gamma); followup: erf(g z)/Z",
                              choices=("original", "followup"), tag="[code]")
+    psd: str = F("refuse", "an indefinite periodic latent kernel (xi not small against L) is refused before the "
+                 "run (refuse) or its negative eigenvalues clipped (clip: non-default, recorded)",
+                 choices=PSD_CHOICES, quirk="clip", tag="[design]")
+
+
+@dataclass(frozen=True)
+class TheoryTrainConfig:
+    """Mini-batch SGD of the single ReLU neuron = Euler steps of the ODE (tau = lr)."""
+
     lr: float = F(0.05, "SGD learning rate eta = the ODE's tau", gt=0, tag="[code]")
     steps: int = F(2000, "SGD steps = Euler steps", ge=1, tag="[code]", cost="steps x batch_size samples")
     batch_size: int = F(10000, "fresh samples per SGD step", ge=1, tag="[code]")
     init_scale: float = F(1e-3, "w ~ Xavier-normal x sqrt(init_scale)", gt=0, tag="[code]")
+
+
+_MOVED = {**{f"{n}": f"data.{n}" for n in ("L", "xi", "marginal", "gain", "k", "gain_convention", "psd")},
+          **{f"{n}": f"train.{n}" for n in ("lr", "steps", "init_scale")},
+          "batch": "train.batch_size", "batch_size": "train.batch_size"}
+
+
+@dataclass(frozen=True)
+class EmergenceTheoryConfig(ExperimentConfig):
+    """Single ReLU neuron on 1D periodic NLGP vs clone; LSG ODE; 4th-cumulant Z-eigenvectors."""
+
+    # One name per concept (issue 11): data fields live under data., SGD fields under train., as in
+    # every other emergence experiment; the old flat names are refused with a pointer.
+    RENAMED = _MOVED
+
+    data: TheoryDataConfig = sub(TheoryDataConfig, "the two classes (1D periodic ring)")
+    train: TheoryTrainConfig = sub(TheoryTrainConfig, "SGD of the single neuron (= the ODE's Euler steps)")
     n_snapshots: int = F(40, "log-spaced snapshots (step 0 and the last step included)", ge=2)
     taylor_prefactor: str = F("exact", "Taylor amplifier: exact sqrt(2/pi) a - ... or the reference "
                               "(LSG figures/fig3a.py drops sqrt(2/pi) on the cubic term)",
@@ -70,19 +94,17 @@ class EmergenceTheoryConfig(ExperimentConfig):
                         cost="~D^3/24 entry classes x nodes")
     n_starts: int = F(16, "SS-HOPM random starts", ge=1)
     hopm_iter: int = F(300, "SS-HOPM iterations at most", ge=1)
-    psd: str = F("refuse", "an indefinite periodic latent kernel (xi not small against L) is refused before the "
-                 "run (refuse) or its negative eigenvalues clipped (clip: non-default, recorded)",
-                 choices=PSD_CHOICES, quirk="clip", tag="[design]")
 
     def check(self) -> None:
         super().check()
-        if len(self.xi) != 2:
-            raise ConfigError("xi", "expected two values (xi0, xi1)", self.xi)
-        if self.psd == "refuse":
-            for x in self.xi:
-                sp = latent_spectrum(self.L, x, 1, "periodic")
+        d = self.data
+        if len(d.xi) != 2:
+            raise ConfigError("data.xi", "expected two values (xi0, xi1)", d.xi)
+        if d.psd == "refuse":
+            for x in d.xi:
+                sp = latent_spectrum(d.L, x, 1, "periodic")
                 if not sp.ok:
-                    raise ConfigError("xi", indefinite_message(self.L, x, 1, "periodic", False, None, sp), self.xi)
+                    raise ConfigError("data.xi", indefinite_message(d.L, x, 1, "periodic", False, None, sp), d.xi)
 
 
 def paper() -> EmergenceTheoryConfig:
@@ -92,8 +114,10 @@ def paper() -> EmergenceTheoryConfig:
 
 def tiny() -> EmergenceTheoryConfig:
     """D = 32, 600 steps of batch 1000; small cumulant estimates: ~10 s on 2 cores."""
-    return dataclasses.replace(EmergenceTheoryConfig(), L=32, steps=600, batch_size=1000, lr=0.2, n_cumulant=20_000,
-                               quad_nodes=8, n_starts=8, hopm_iter=100, n_snapshots=20)
+    c = EmergenceTheoryConfig()
+    return dataclasses.replace(c, data=dataclasses.replace(c.data, L=32),
+                               train=dataclasses.replace(c.train, steps=600, batch_size=1000, lr=0.2),
+                               n_cumulant=20_000, quad_nodes=8, n_starts=8, hopm_iter=100, n_snapshots=20)
 
 
 def _ipr(w: np.ndarray) -> np.ndarray:
@@ -136,13 +160,13 @@ def _simulate(task, w0: torch.Tensor, cfg: EmergenceTheoryConfig, gen: torch.Gen
     """Mini-batch SGD of one ReLU neuron on fresh samples; snapshots at the steps in ``keep``."""
     w = w0.clone().to(torch.float64)
     snaps, nxt = [w.clone()], 1
-    with ctx.progress(cfg.steps, desc=desc, unit="step") as bar:
-        for step in range(1, cfg.steps + 1):
-            x, c = task.sample(cfg.batch_size, gen, dtype=torch.float64)  # (B, D), (B,)
+    with ctx.progress(cfg.train.steps, desc=desc, unit="step") as bar:
+        for step in range(1, cfg.train.steps + 1):
+            x, c = task.sample(cfg.train.batch_size, gen, dtype=torch.float64)  # (B, D), (B,)
             h = x @ w  # (B,)
             err = torch.relu(h) - c.to(torch.float64)
-            grad = 2 * ((err * (h > 0)) @ x) / cfg.batch_size  # d/dw mean (relu(w.x) - y)^2
-            w = w - cfg.lr * grad
+            grad = 2 * ((err * (h > 0)) @ x) / cfg.train.batch_size  # d/dw mean (relu(w.x) - y)^2
+            w = w - cfg.train.lr * grad
             if nxt < len(keep) and step == keep[nxt]:
                 snaps.append(w.clone())
                 nxt += 1
@@ -157,21 +181,21 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
     from ..theory._effective_dynamics import _snapshot_steps
 
     dev = ctx.device
-    L = D = cfg.L
-    kw = dict(L=L, gain=cfg.gain, dim=1, gain_convention=cfg.gain_convention, boundary="periodic", psd=cfg.psd)
-    tag = cfg.marginal
+    L = D = cfg.data.L
+    kw = dict(L=L, gain=cfg.data.gain, dim=1, gain_convention=cfg.data.gain_convention, boundary="periodic", psd=cfg.data.psd)
+    tag = cfg.data.marginal
     if tag == "nlgp":
-        data = [NLGP(xi=cfg.xi[c], **kw) for c in (0, 1)]
-        clone = [GaussianClone(xi=cfg.xi[c], **kw) for c in (0, 1)]
-        kappa = marginal_kurtosis("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
-        amp = amplifier("nlgp", gain=cfg.gain, gain_convention=cfg.gain_convention)
+        data = [NLGP(xi=cfg.data.xi[c], **kw) for c in (0, 1)]
+        clone = [GaussianClone(xi=cfg.data.xi[c], **kw) for c in (0, 1)]
+        kappa = marginal_kurtosis("nlgp", gain=cfg.data.gain, gain_convention=cfg.data.gain_convention)
+        amp = amplifier("nlgp", gain=cfg.data.gain, gain_convention=cfg.data.gain_convention)
     else:
         from ..data import KurK
 
-        data = [KurK(L=L, xi=cfg.xi[c], k=cfg.k, dim=1, boundary="periodic", psd=cfg.psd) for c in (0, 1)]
-        clone = [GaussianClone.of(m, psd=cfg.psd) for m in data]
-        kappa = marginal_kurtosis("kur", k=cfg.k)
-        amp = amplifier("kur", k=cfg.k)
+        data = [KurK(L=L, xi=cfg.data.xi[c], k=cfg.data.k, dim=1, boundary="periodic", psd=cfg.data.psd) for c in (0, 1)]
+        clone = [GaussianClone.of(m, psd=cfg.data.psd) for m in data]
+        kappa = marginal_kurtosis("kur", k=cfg.data.k)
+        amp = amplifier("kur", k=cfg.data.k)
     tasks = {tag: Mixture(*data), "clone": Mixture(*clone)}
     S0, S1 = data[0].covariance(), data[1].covariance()  # = the clone's, exactly
     base = 3.0 / (D + 2)
@@ -179,14 +203,14 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
     # (a) ODE vs simulation, same initial weights
     g_init = ctx.generator("init")
     w0 = torch.randn(D, generator=g_init, dtype=torch.float64, device=g_init.device).cpu() \
-        * math.sqrt(2.0 / (D + 1)) * math.sqrt(cfg.init_scale)
-    keep = _snapshot_steps(cfg.steps, cfg.n_snapshots, "log")
+        * math.sqrt(2.0 / (D + 1)) * math.sqrt(cfg.train.init_scale)
+    keep = _snapshot_steps(cfg.train.steps, cfg.n_snapshots, "log")
     amps = {tag: amp, "gaussian": amplifier("gaussian")}
     if math.isfinite(kappa):  # Kur(k <= 4) has no finite kurtosis, hence no Taylor form
         amps["taylor"] = amplifier("taylor", kappa=kappa, taylor_prefactor=cfg.taylor_prefactor)
     ode = {}
     for name, f in amps.items():
-        tr = effective_dynamics(S0, S1, f, tau=cfg.lr, n_steps=cfg.steps, w0=w0, n_snapshots=cfg.n_snapshots)
+        tr = effective_dynamics(S0, S1, f, tau=cfg.train.lr, n_steps=cfg.train.steps, w0=w0, n_snapshots=cfg.n_snapshots)
         assert tr.steps.tolist() == keep
         ode[name] = tr.w[:, 0].numpy()  # (T, D)
         ctx.check_finite(torch.as_tensor(ode[name][-1]).pow(2).sum(), f"ODE weights |w|^2 ({name})")
@@ -196,9 +220,9 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
         sim[name] = _simulate(task, w0.to(gen.device), cfg, gen, keep, ctx, f"SGD single neuron ({name})")
     steps = np.array(keep)
 
-    summary: dict = {"D": D, "ipr_baseline": base, "marginal": tag, "steps": cfg.steps,
+    summary: dict = {"D": D, "ipr_baseline": base, "marginal": tag, "steps": cfg.train.steps,
                      f"kappa_{tag}": float(kappa) if math.isfinite(kappa) else None,
-                     **record_psd_choice(ctx, cfg.psd, cfg.xi, [latent_spectrum(L, x, 1, "periodic") for x in cfg.xi])}
+                     **record_psd_choice(ctx, cfg.data.psd, cfg.data.xi, [latent_spectrum(L, x, 1, "periodic") for x in cfg.data.xi])}
     for name, W in ode.items():
         summary[f"ipr_ode_{name}"] = float(_ipr(W[-1]))
     for name, W in sim.items():
@@ -221,7 +245,7 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
                 summary[f"phi_approx_rel_err_{which}"] = _phi_approx_error(X, S1, torch.as_tensor(W), amp)
     if tag == "nlgp":
         C1 = data[1].latent.covariance()
-        tensors["nlgp_quadrature"] = nlgp_cumulant4(C1, cfg.gain, cfg.gain_convention, n_nodes=cfg.quad_nodes)
+        tensors["nlgp_quadrature"] = nlgp_cumulant4(C1, cfg.data.gain, cfg.data.gain_convention, n_nodes=cfg.quad_nodes)
         summary["cumulant_rel_err_samples_vs_quadrature"] = float(
             (tensors["nlgp_samples"] - tensors["nlgp_quadrature"]).norm() / tensors["nlgp_quadrature"].norm())
     # most negative T(w^4) for sub-Gaussian marginals (kappa < 3), most positive for heavy tails
@@ -242,9 +266,9 @@ def run(cfg: EmergenceTheoryConfig, ctx) -> dict:
                     **{f"K_{k}": v.numpy() for k, v in tensors.items()},
                     **{f"zeig_{k}": r.vectors.numpy() for k, r in eig.items()},
                     **{f"zeig_values_{k}": r.values.numpy() for k, r in eig.items()})
-    what = f"NLGP g={cfg.gain} ({cfg.gain_convention} convention)" if tag == "nlgp" else f"Kur(k={cfg.k:g})"
-    desc = (f"1D ring D={D}, xi={cfg.xi}, {what}, kappa={kappa:.3f}; "
-            f"single ReLU neuron, lr=tau={cfg.lr}, batch {cfg.batch_size}; taylor_prefactor={cfg.taylor_prefactor}.")
+    what = f"NLGP g={cfg.data.gain} ({cfg.data.gain_convention} convention)" if tag == "nlgp" else f"Kur(k={cfg.data.k:g})"
+    desc = (f"1D ring D={D}, xi={cfg.data.xi}, {what}, kappa={kappa:.3f}; "
+            f"single ReLU neuron, lr=tau={cfg.train.lr}, batch {cfg.train.batch_size}; taylor_prefactor={cfg.taylor_prefactor}.")
     ctx.save_figure(plot_profiles(steps, ode[tag], sim[tag], sim["clone"], tag), "profiles_ode_vs_sgd",
                     "Receptive-field profile w_i against site i at log-spaced steps (blue: early to red: late): LSG ODE with "
                     "the NLGP amplifier (left), SGD on NLGP (middle) and on its clone (right), same w0. " + desc)
