@@ -573,3 +573,31 @@ def test_image_folder_with_imagenet_normalisation(tmp_path):
     assert s["accuracy"] is None and "2 class sub-folders" in s["notes"]["labels"]  # not lenet's 10 classes
     r = _invoke("probe", "zoo:lenet", "--data", "digits", "--set", "data.normalise=imagenet", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "data.normalise" in r.output and not (tmp_path / "x").exists()
+
+
+def test_convention_zoo_model_on_a_folder_takes_num_classes_from_its_weights(tmp_path):
+    """A zoo net probed on an image folder gets ``num_classes`` from its first weights file
+    (the rows of the last 2-D weight), not the default 10; an explicit kwarg still wins."""
+    from PIL import Image
+
+    from featlab.experiments.probe import classes_from_state_dict
+    from featlab.models.source import build_model, parse_source
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    net = build_model(parse_source("zoo:lenet"), {"in_channels": 3, "num_classes": 2, "input_size": 32}, seed=0)
+    assert classes_from_state_dict(net.state_dict()) == 2
+    assert classes_from_state_dict({"conv.weight": torch.zeros(4, 3, 5, 5)}) is None
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "runs"
+    r = _invoke("probe", "zoo:lenet", "-w", tmp_path / "w.pt", "--data", "folder", "--root", tmp_path / "imgs",
+                "--input-size", 32, "--n-images", 4, "--lenses", "rf", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    (rd,) = (out / "probe").iterdir()
+    cfg = json.loads((rd / "config.json").read_text())["config"]
+    assert "num_classes=2" in cfg["model"]["kwargs"]
+    s = json.loads((rd / "summary.json").read_text())
+    assert s["accuracy"] is not None  # 2 folder classes = the model's 2 outputs: labels kept

@@ -208,6 +208,20 @@ def _data_shape(d: DataConfig) -> tuple[tuple[int, ...], int | None]:
     return (C, H, W), k
 
 
+def classes_from_state_dict(state: dict) -> int | None:
+    """The output count of a classifier's weights: rows of its last 2-D ``*.weight`` tensor.
+
+    Convention: torchvision-format state dicts list the final classifier last (resnet ``fc``,
+    vgg ``classifier.6``), so a zoo model probed on a folder of images (whose class count is
+    not the model's) gets ``num_classes`` from its first weights file; None when no 2-D weight.
+    """
+    last = None
+    for name, t in state.items():
+        if name.endswith("weight") and getattr(t, "ndim", 0) == 2:
+            last = t
+    return int(last.shape[0]) if last is not None else None
+
+
 def model_kwargs(cfg: ProbeConfig, shape: tuple[tuple[int, ...], int | None]) -> dict:
     """The factory's keyword arguments: ``model.kwargs``, plus data-derived defaults for the zoo."""
     from ..models.source import parse_kwargs, parse_source
@@ -259,7 +273,8 @@ def resolve(cfg: ProbeConfig) -> ProbeConfig:
     (``weights_sha256`` given) must match the files. Raises :class:`ConfigError` naming the
     field; nothing is written.
     """
-    from ..models.source import build_model, expand_weights, load_factory, parse_source, read_checkpoint, sha256_file
+    from ..models.source import (build_model, expand_weights, load_factory, parse_kwargs, parse_source,
+                                 read_checkpoint, sha256_file)
 
     m = cfg.model
     if m.source.startswith("live:"):
@@ -285,6 +300,13 @@ def resolve(cfg: ProbeConfig) -> ProbeConfig:
         raise ConfigError("data.mean", f"needs one value per channel ({C} for {d.dataset})", d.mean)
     if not d.mean and d.normalise == "imagenet" and C != 3:
         raise ConfigError("data.normalise", f"imagenet needs RGB images; {d.dataset} has {C} channel(s)")
+    if (src.kind == "zoo" and shape[1] is None and paths
+            and "num_classes" not in parse_kwargs(m.kwargs)):  # e.g. an ImageNet folder: the weights say 1000
+        ck = _wrap("model.weights", read_checkpoint, paths[0], key=m.weights_key, prefix=m.weights_prefix)
+        k = classes_from_state_dict(ck.state_dict)
+        if k is not None:
+            m = replace(m, kwargs=tuple(m.kwargs) + (f"num_classes={k}",))
+            cfg = replace(cfg, model=m)
     kw = model_kwargs(cfg, shape)
     model = _wrap("model.source", build_model, src, kw, seed=0, factory=factory)
     for p in paths + ([os.path.expanduser(m.init_weights)] if m.init_weights else []):
