@@ -144,6 +144,22 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _apply_psd_rule(sp: Spectrum, psd: str, what: str) -> None:
+    """Refuse (``psd="refuse"``) or warn about (``"clip"``) an indefinite spectrum; no-op when PSD.
+
+    ``what`` names the matrix in the message ("covariance", "circulant covariance"); the caller
+    clips. The stack level points at the constructor's caller (two frames up).
+    """
+    if sp.ok:
+        return
+    msg = (f"{what} is not positive semi-definite: most negative eigenvalue {_fmt(sp.lam_min)} "
+           f"({_fmt(sp.lam_min / sp.lam_max)} x lambda_max, {sp.n_negative} of {sp.D} negative); "
+           f"clipping changes it by up to {_fmt(sp.cov_error)}")
+    if psd == "refuse":
+        raise IndefiniteCovarianceError(msg + "; pass psd='clip' to clip the negative eigenvalues")
+    warnings.warn(msg + " (psd='clip': clipped)", stacklevel=3)
+
+
 def _periodic_ok(L: int, xi_eff: float, dim: int, eps: float) -> bool:
     """PSD test of the periodic kernel from the 1D spectrum (the 2D spectrum is its outer product)."""
     lam1 = torch.fft.fft(_first_row_1d(L, xi_eff)).real
@@ -329,14 +345,7 @@ class CirculantGaussian:
         self.shape = tuple(img.shape)
         self.dims = tuple(range(-img.dim(), 0))
         lam, self.spectrum = _circulant_spectrum(img, jitter)
-        if not self.spectrum.ok:
-            sp = self.spectrum
-            what = (f"circulant covariance is not positive semi-definite: most negative eigenvalue "
-                    f"{_fmt(sp.lam_min)} ({_fmt(sp.lam_min / sp.lam_max)} x lambda_max, {sp.n_negative} of "
-                    f"{sp.D} negative); clipping changes it by up to {_fmt(sp.cov_error)}")
-            if psd == "refuse":
-                raise IndefiniteCovarianceError(what + "; pass psd='clip' to clip the negative eigenvalues")
-            warnings.warn(what + " (psd='clip': clipped)", stacklevel=2)
+        _apply_psd_rule(self.spectrum, psd, "circulant covariance")
         self.psd = psd
         self.n_clipped = int((lam < 0).sum())
         self.lam = lam.clamp(min=0.0)
@@ -453,14 +462,7 @@ class DenseGaussian:
             lam, V = torch.linalg.eigh(C)
             realised = (V * lam.clamp(min=0.0)) @ V.T
             self.spectrum = _spectrum_of(lam, float((realised - C).abs().max()))
-            if not self.spectrum.ok:
-                sp = self.spectrum
-                what = (f"covariance is not positive semi-definite: most negative eigenvalue {_fmt(sp.lam_min)} "
-                        f"({_fmt(sp.lam_min / sp.lam_max)} x lambda_max, {sp.n_negative} of {sp.D} negative); "
-                        f"clipping changes it by up to {_fmt(sp.cov_error)}")
-                if psd == "refuse":
-                    raise IndefiniteCovarianceError(what + "; pass psd='clip' to clip the negative eigenvalues")
-                warnings.warn(what + " (psd='clip': clipped)", stacklevel=2)
+            _apply_psd_rule(self.spectrum, psd, "covariance")
             lam = lam.clamp(min=0.0)
             self.A = (V * lam.sqrt()) @ V.T
             self._cov = realised
