@@ -12,12 +12,8 @@ from featlab.data.ising import (T_CRITICAL, Ising, integrated_autocorrelation_ti
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # many small tensor ops: thread start-up dominates on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Many small tensor ops: thread start-up dominates on a loaded 2-core machine."""
 
 
 def _gen(seed=0):

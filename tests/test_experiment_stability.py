@@ -26,14 +26,6 @@ from featlab.experiments.stability import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _run(tmp_path, sets, preset="tiny"):
     args = ["run", "stability", "--preset", preset, "--out", str(tmp_path), "--quiet"]
     for s in sets:

@@ -253,14 +253,6 @@ POOLING_KEYS = {f"{k}_{v}{suf}" for v in ("stride", "nostride") for k, suf in (
     ("epochs", ""), ("stopped", ""), ("hit_cap", ""), ("fit_blocks", ""))}
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _run(tmp_path, preset, sets):
     import json
     from pathlib import Path
