@@ -38,13 +38,7 @@ import sys
 import threading
 import time
 
-
-def _loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "n/a"
+from _common import loadavg  # benchmarks/ is on sys.path when a script runs
 
 
 def build(n: int = 16):
@@ -176,7 +170,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.layer)))
         return
-    load0 = _loadavg()
+    load0 = loadavg()
     model, X, convs = build()
     reps = 2 if args.quick else args.reps
     if args.quick:
@@ -206,7 +200,7 @@ def main() -> None:
             row["oracle_over_fast_memory"] = row["oracle_peak_MiB"] / max(row["fast_peak_MiB"], 1e-3)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    load1 = _loadavg()
+    load1 = loadavg()
     print(f"\nVGG11 (CIFAR layout) 32x32x3, 16 images, 10 outputs, float32 model, 1 thread, CPU time, "
           f"min of {reps} interleaved reps; load average {load0} (start) / {load1} (end)")
     hdr = f"{'layer':12s} {'D':>5s} {'floor s':>8s} {'FAST s':>8s} {'oracle s':>9s} {'FAST/floor':>10s} " \

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from _common import loadavg  # benchmarks/ is on sys.path when a script runs
+
 LENSES = ("rf", "nfa", "cnfa", "dgr", "spectrum")
 
 
@@ -91,10 +93,8 @@ def main() -> None:
         print(f"{r['lens']:<9} layers {r['layers']:>3}  cpu {r['cpu_s']:8.1f} s  wall {r['wall_s']:8.1f} s  "
               f"peak RSS {r['peak_rss_mb']:7.0f} MB  (+{r['peak_above_start_mb']:.0f} MB over the start)",
               flush=True)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
     print(f"{a.model} {a.size}x{a.size}, {a.n} images, {a.threads} thread(s), batch {a.batch_size}; "
-          f"total cpu {sum(r['cpu_s'] for r in rows):.1f} s; load average {' '.join(load)}")
+          f"total cpu {sum(r['cpu_s'] for r in rows):.1f} s; load average {loadavg()}")
 
 
 if __name__ == "__main__":

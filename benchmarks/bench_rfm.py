@@ -40,6 +40,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from _common import loadavg  # benchmarks/ is on sys.path when a script runs
+
 PHASES = ("kernel", "solve", "agop", "other")
 
 
@@ -119,14 +121,6 @@ def worker(lib: str, solver: str, n: int, d: int, T: int, threads: int, out: str
             "val_mse": float(((pred - yv.reshape(-1).numpy()) ** 2).mean())}
 
 
-def _loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "n/a"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n = 2000, d = 64 (a smoke run, not the figure)")
@@ -142,7 +136,7 @@ def main() -> None:
         print(json.dumps(worker(a.worker[0], a.solver, n, d, a.iters, a.threads, a.worker[1])))
         return
     print(f"RFM n={n} d={d} T={a.iters} solver={a.solver} threads={a.threads} float64; "
-          f"nice {os.nice(0)}; load average before: {_loadavg()}", flush=True)
+          f"nice {os.nice(0)}; load average before: {loadavg()}", flush=True)
     runs: dict[str, list[dict]] = {"featlab": [], "xrfm": []}
     preds: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +151,7 @@ def main() -> None:
                 ph = " ".join(f"{p} {r['phases'][p]:.2f}" for p in PHASES)
                 print(f"  rep {rep} {lib:8s}: {r['cpu_s_per_iter']:.2f} CPU s/iteration ({ph}); "
                       f"wall {r['wall_s_per_iter']:.2f} s/iteration; peak RSS {r['peak_rss_MB']:.0f} MB; "
-                      f"val MSE {r['val_mse']:.6g}; load {_loadavg()}", flush=True)
+                      f"val MSE {r['val_mse']:.6g}; load {loadavg()}", flush=True)
     med = {lib: {p: float(np.median([r["phases"][p] for r in rs])) for p in PHASES} for lib, rs in runs.items()}
     tot = {lib: float(np.median([r["cpu_s_per_iter"] for r in rs])) for lib, rs in runs.items()}
     print(f"\nmedian CPU s/iteration over {a.reps} interleaved repetitions (1 = xRFM):")
@@ -174,7 +168,7 @@ def main() -> None:
     scale = float(np.abs(preds["xrfm"]).max())
     print(f"predictions on the validation points: max |featlab - xRFM| = {diff:.2e}, "
           f"relative to max |prediction| {diff / scale:.2e} (goal <= 1e-6)")
-    print(f"load average after: {_loadavg()}")
+    print(f"load average after: {loadavg()}")
 
 
 if __name__ == "__main__":
