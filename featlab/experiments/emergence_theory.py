@@ -70,7 +70,7 @@ class TheoryTrainConfig:
 
 _MOVED = {**{f"{n}": f"data.{n}" for n in ("L", "xi", "marginal", "gain", "k", "gain_convention", "psd")},
           **{f"{n}": f"train.{n}" for n in ("lr", "steps", "init_scale")},
-          "batch": "train.batch_size", "batch_size": "train.batch_size"}
+          "batch": "train.batch_size"}
 
 
 @dataclass(frozen=True)
