@@ -22,11 +22,11 @@ $(VENV)/.torch: | $(VENV)/bin/python
 	$(PIP) install -q $(TORCH_SPEC)
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed: pyproject.toml setup.py featlab/probes/_moments.c $(VENV)/.torch
 	$(PIP) install -q -e ".[data]"
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed-dev: pyproject.toml setup.py featlab/probes/_moments.c $(VENV)/.torch
 	$(PIP) install -q -e ".[dev,data,dask,slurm,xrfm]"
 	touch $@ $(VENV)/.installed
 

@@ -13,7 +13,9 @@ Rows (spec diffeo_pooling §9; issue 13), all timed in one run with interleaved 
 3. the mean-protocol denominator of P = 500 representations of D = 65,536 float64 values:
    featlab ``mean_sq_distance`` against the reference's ``torch.cdist(o, o).pow(2).mean()``
    (relativestability ``stability/__init__.py``), and the memory floor, one read of the
-   representations (``o.sum()``). Goal: closed form <= 1.5x the floor.
+   representations (``o.sum()``). Goal: closed form <= 1.5x the floor. The closed form's C
+   kernel (featlab/probes/_moments.c) is timed, and beside it the torch path it falls back to,
+   and the same on a float32 copy against its own one-read floor.
 
 The reference functions are imported from checkouts outside this repository (never copied):
 ``--diffeomorphism DIR`` / ``$FEATLAB_REF_DIFFEOMORPHISM`` (pcsl-epfl/diffeomorphism, holds
@@ -40,6 +42,7 @@ import torch
 
 from featlab.diffeo import deform, sample_displacement, typical_temperature
 from featlab.diffeo.warp import dense_gaussian_deform
+from featlab.probes import _moments
 from featlab.probes._stability import mean_sq_distance
 
 
@@ -169,16 +172,30 @@ def main() -> None:
     # 3. denominator vs cdist and vs one read of the representations
     Pd, D = (200, 4096) if a.quick else (500, 65536)
     o = torch.randn(Pd, D, generator=g, dtype=torch.float64)
-    fns = {"floor": lambda: o.sum(), "featlab": lambda: mean_sq_distance(o)}
+    o32 = o.float()
+
+    def torch_path():  # the fallback without the C kernel (CUDA, strided input, no compiler)
+        saved, _moments._FNS = _moments._FNS, None
+        try:
+            return mean_sq_distance(o)
+        finally:
+            _moments._FNS = saved
+
+    fns = {"floor": lambda: o.sum(), "featlab": lambda: mean_sq_distance(o), "torch_path": torch_path,
+           "floor32": lambda: o32.sum(), "featlab32": lambda: mean_sq_distance(o32)}
     t = interleaved(fns, rep)
     t_ref = interleaved({"ref": lambda: torch.cdist(o, o).pow(2).mean()}, max(1, min(rep, 3)))["ref"]
     t2 = interleaved(fns, rep)  # floor and closed form again, after the long cdist calls
     t = {k: min(t[k], t2[k]) for k in t}
     rel = abs(float(mean_sq_distance(o)) / float(torch.cdist(o, o).pow(2).mean()) - 1)
-    print(f"[3] denominator P={Pd} D={D} float64: featlab closed form {t['featlab'] * 1e3:.1f} ms = "
+    kernel = "C kernel" if _moments.AVAILABLE else "torch path: C kernel NOT built"
+    print(f"[3] denominator P={Pd} D={D} float64: featlab closed form ({kernel}) {t['featlab'] * 1e3:.1f} ms = "
           f"{t['featlab'] / t['floor']:.2f}x one read of the representations ({t['floor'] * 1e3:.1f} ms; "
           f"goal <= 1.5x) | reference cdist(o, o).pow(2).mean() {t_ref * 1e3:.0f} ms -> "
           f"{t_ref / t['featlab']:.0f}x; rel diff {rel:.1e}")
+    print(f"    torch path (no C kernel) {t['torch_path'] * 1e3:.1f} ms = {t['torch_path'] / t['floor']:.2f}x one read; "
+          f"float32 input {t['featlab32'] * 1e3:.1f} ms = {t['featlab32'] / t['floor32']:.2f}x one read of it "
+          f"({t['floor32'] * 1e3:.1f} ms)")
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
 
 
