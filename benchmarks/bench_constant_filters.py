@@ -34,14 +34,14 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     depth = 300 if a.quick else 1500
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    kw = dict(F=3, s=1, depth=depth, N=1024, n_probe=4, n_noise=32, fit_A=(2.5, None))
+    kw = dict(F=3, s=1, depth=depth, N=1024, n_images=4, n_noise=32, fit_A=(2.5, None))
     ts = timed(lambda: constant_filters(**kw, method="spectral", generator=g()))
     tl = timed(lambda: constant_filters(**kw, method="simulate", generator=g()))
     r = constant_filters(**kw, generator=g())
     print(f"[1] no stride, depth {depth}: spectral {ts:.3f} s, simulate {tl:.3f} s "
           f"-> {tl / ts:.0f}x; exponents {', '.join(f'{k} {v:+.2f}' for k, v in r.exponents.items())} "
           f"over {r.decades:.2f} decades of A_k")
-    t = timed(lambda: constant_filters(F=2, s=2, depth=8, N=1024, n_probe=256, generator=g()))
+    t = timed(lambda: constant_filters(F=2, s=2, depth=8, N=1024, n_images=256, generator=g()))
     print(f"[2] stride, depth 8: simulate {t:.3f} s")
     steps = 5 if a.quick else 20
     for width in (64,) if a.quick else (64, 256):

@@ -18,7 +18,7 @@ from featlab.probes import agop, cnfa, ipr, laplacian_spectrum, patch_agop, stab
 from featlab.train import fit_classifier
 
 
-def main(epochs: int = 3, n_probe: int = 128) -> dict:
+def main(epochs: int = 3, n_images: int = 128) -> dict:
     g = torch.Generator().manual_seed(0)
     data = load_digits()                                     # ImageData, x: (N, 1, 8, 8) in [0, 1]
     torch.manual_seed(0)
@@ -30,7 +30,7 @@ def main(epochs: int = 3, n_probe: int = 128) -> dict:
     init = copy.deepcopy(model.state_dict())
     fit_classifier(model, data, loss="ce", optimizer="adam", lr=3e-3, epochs=epochs, batch_size=64,
                    generator=g, progress=False)
-    X = data.x_test[:n_probe]                                # (n, 1, 8, 8)
+    X = data.x_test[:n_images]                                # (n, 1, 8, 8)
 
     G = agop(model, X)                                       # (64, 64): mean over samples, sum over logits
     Gp = patch_agop(model, "2", X)                           # (16*3*3, 16*3*3), conv weight's flatten order

@@ -16,7 +16,7 @@ from featlab.data import load_digits
 from featlab.probes import Tracker
 
 
-def main(steps: int = 200, every: int = 50, out: str = "runs", lenses=("auto",), n_probe: int = 128) -> dict:
+def main(steps: int = 200, every: int = 50, out: str = "runs", lenses=("auto",), n_images: int = 128) -> dict:
     torch.manual_seed(0)
     data = load_digits()                                           # (N, 1, 8, 8) in [0, 1]
     model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
@@ -24,7 +24,7 @@ def main(steps: int = 200, every: int = 50, out: str = "runs", lenses=("auto",),
                           nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     g = torch.Generator().manual_seed(0)
-    with Tracker(model, data.x_test[:n_probe], y=data.y_test[:n_probe], every=every, out=out,
+    with Tracker(model, data.x_test[:n_images], y=data.y_test[:n_images], every=every, out=out,
                  name="examples/track_training", lenses=lenses, overwrite=True) as tracker:
         for step in range(steps + 1):
             i = torch.randint(0, len(data.y_train), (64,), generator=g)

@@ -21,12 +21,12 @@ def _gen(seed=0):
 
 @pytest.fixture(scope="module")
 def stride():
-    return constant_filters(F=2, s=2, depth=8, N=1024, n_probe=256, generator=_gen())
+    return constant_filters(F=2, s=2, depth=8, N=1024, n_images=256, generator=_gen())
 
 
 @pytest.fixture(scope="module")
 def nostride():
-    return constant_filters(F=3, s=1, depth=1500, N=1024, n_probe=4, n_noise=32, fit_A=(2.5, None),
+    return constant_filters(F=3, s=1, depth=1500, N=1024, n_images=4, n_noise=32, fit_A=(2.5, None),
                             generator=_gen())
 
 
@@ -43,13 +43,13 @@ def test_nostride_exponents_match_theory(nostride, q):
 
 
 def test_zero_mean_noise_removes_G_growth_with_stride(stride):
-    r = constant_filters(F=2, s=2, depth=8, N=1024, n_probe=128, noise="zero_mean", bias=1.0,
+    r = constant_filters(F=2, s=2, depth=8, N=1024, n_images=128, noise="zero_mean", bias=1.0,
                          generator=_gen(1))
     assert abs(r.exponents["G"]) < 0.2 and stride.exponents["G"] > 0.8
     assert abs(r.exponents["D"] + 1) < 0.2  # the diffeo part does not care about the noise
 
 
-@pytest.mark.parametrize("kw", [dict(F=3, n_probe=8, n_noise=4), dict(F=2, n_noise=2),
+@pytest.mark.parametrize("kw", [dict(F=3, n_images=8, n_noise=4), dict(F=2, n_noise=2),
                                 dict(F=2, n_noise=2, noise="zero_mean", bias=5.0)])
 def test_spectral_equals_layer_by_layer_simulation(kw):
     a = constant_filters(s=1, depth=25, N=48, method="simulate", generator=_gen(2), **kw)

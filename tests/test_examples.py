@@ -27,7 +27,7 @@ def test_probe_your_model_example_runs():
     spec = importlib.util.spec_from_file_location("probe_example", EXAMPLES / "probe_your_model.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    out = mod.main(epochs=1, n_probe=32)
+    out = mod.main(epochs=1, n_images=32)
     assert math.isclose(out["R"], out["D"] / out["G"], rel_tol=1e-9)
     assert out["patch_agop_shape"] == (144, 144) and set(out["cnfa"]) == {"0", "2"}
     assert out["agop_trace"] > 0 and 1 / 16 <= out["filter_ipr_mean"] <= 1
@@ -38,5 +38,5 @@ def test_track_training_example_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("track_example", EXAMPLES / "track_training.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    s = mod.main(steps=4, every=2, out=str(tmp_path), lenses=("rf", "spectrum"), n_probe=16)
+    s = mod.main(steps=4, every=2, out=str(tmp_path), lenses=("rf", "spectrum"), n_images=16)
     assert s["steps"] == [0, 2, 4] and s["init_kind"] == "true" and len(s["series"]["rf_ipr_mean"]) == 3

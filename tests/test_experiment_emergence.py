@@ -332,6 +332,18 @@ def test_convention_probe_image_count_is_n_images_everywhere(name):
         apply_overrides(cfg, ["probe.n_probe=20"])
 
 
+def test_convention_probe_image_count_is_n_images_in_the_library_too():
+    """constant_filters takes ``n_images`` (the old ``n_probe`` is refused with a pointer)."""
+    from featlab.theory import constant_filters
+
+    r = constant_filters(F=2, s=2, depth=4, N=64, n_images=8, generator=torch.Generator().manual_seed(0))
+    assert r.D.shape[0] == 5
+    with pytest.raises(TypeError, match="n_probe was renamed n_images"):
+        constant_filters(F=2, s=2, depth=4, N=64, n_probe=8)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_probes'"):
+        constant_filters(F=2, s=2, depth=4, N=64, n_probes=8)
+
+
 def test_convention_filter_size_is_kernel_size_everywhere():
     """One name per concept: the conv filter size is ``model.kernel_size`` in cnfa and pooling."""
     from featlab.config import ConfigError, apply_overrides

@@ -512,7 +512,7 @@ def run_variant(cfg: PoolingConfig, v: Variant, ctx) -> tuple[dict, dict]:
     s[f"stopped_{n}"] = stopped
     s[f"hit_cap_{n}"] = stopped == "cap"
     s[f"task_{n}"], s[f"xi_{n}"], s[f"depth_{n}"], s[f"L_{n}"] = v.task, v.xi, v.depth, v.L
-    s[f"n_probe_{n}"] = len(X)
+    s[f"n_images_{n}"] = len(X)
     s[f"fit_blocks_{n}"] = [int(k) + 1 for k in np.flatnonzero(mask)]
     s[f"fit_A_{n}"] = [float(A[mask].min()), float(A[mask].max())] if mask.any() else None
     s[f"alpha_{n}"] = _neg(ex["trained"]["D"])

@@ -243,11 +243,11 @@ def _spectral(x, xt, xr, xn, F, left, v, depth):
 
 def constant_filters(F: int = 2, s: int = 2, depth: int = 8, N: int = 1024, bias: float = 0.0,
                      noise: str = "rectified", *, one_filters: bool = False,
-                     n_probe: int | None = None, n_noise: int = 1,
+                     n_images: int | None = None, n_noise: int = 1,
                      fit_A: tuple[float, float | None] = (4.0, None),
                      method: str | CFMethod = "auto",
                      generator: torch.Generator | None = None,
-                     dtype: torch.dtype = torch.float64) -> ConstantFilterResult:
+                     dtype: torch.dtype = torch.float64, **renamed) -> ConstantFilterResult:
     """D_k, G_k, R_k of a constant-filter CNN on one-hot inputs, and their fitted exponents.
 
     Parameters
@@ -264,8 +264,10 @@ def constant_filters(F: int = 2, s: int = 2, depth: int = 8, N: int = 1024, bias
         xn = relu(x + η) (the notebook; positive noise that piles up) or x + η.
     one_filters : bool
         v = 1 instead of s/F.
-    n_probe : int or None
-        Number of one-hot probes at random distinct positions (``generator``); None: all N.
+    n_images : int or None
+        Number of one-hot probe images at random distinct positions (``generator``); None:
+        all N. (Formerly ``n_probe``: one name per concept, as ``probe.n_images`` in the
+        configs; the old keyword is refused with a pointer.)
     n_noise : int
         Noise draws per probe (G_k averages over them).
     fit_A : (min, max)
@@ -284,6 +286,10 @@ def constant_filters(F: int = 2, s: int = 2, depth: int = 8, N: int = 1024, bias
         deno_k; G_k likewise with xn; R_k = D_k/G_k. η_p = √2·z/‖z‖, z ~ N(0, I_N), drawn on
         ``generator``'s device. Index k = 0 is the input itself.
     """
+    if "n_probe" in renamed:
+        raise TypeError("constant_filters: n_probe was renamed n_images")
+    if renamed:
+        raise TypeError(f"constant_filters() got an unexpected keyword argument {next(iter(renamed))!r}")
     if noise not in ("rectified", "zero_mean"):
         raise ValueError(f"noise must be 'rectified' or 'zero_mean', got {noise!r}")
     if bias < 0:
@@ -296,10 +302,10 @@ def constant_filters(F: int = 2, s: int = 2, depth: int = 8, N: int = 1024, bias
     if s > 1 and N % s ** depth:
         raise ValueError(f"N must be divisible by s^depth = {s ** depth} (got N={N})")
     gdev = generator.device if generator is not None else torch.device("cpu")
-    P = N if n_probe is None else n_probe
+    P = N if n_images is None else n_images
     if not 2 <= P <= N:
-        raise ValueError(f"n_probe must be in [2, N], got {n_probe}")
-    pos = torch.arange(N) if n_probe is None else torch.randperm(N, generator=generator, device=gdev).cpu()[:P]
+        raise ValueError(f"n_images must be in [2, N], got {n_images}")
+    pos = torch.arange(N) if n_images is None else torch.randperm(N, generator=generator, device=gdev).cpu()[:P]
     x = torch.zeros(P, N, dtype=dtype)
     x[torch.arange(P), pos] = 1.0  # (P, N) one-hot probes
     xt = torch.roll(x, 1, dims=1)  # the one-pixel "diffeo"
