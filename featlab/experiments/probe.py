@@ -577,13 +577,13 @@ def write_figures(ctx, cfg, results, steps, xlabel, what, init_kind, suite) -> N
                                                 if rf["threshold"] is not None else
                                                 f"(no localisation threshold: {cfg.rf.factor:g}·3/(D+2) ≥ 1)")
                         + f" and {init_txt}.")
-    keys_nfa = [("rho", "trained ρ(WᵀW, G^α)", "#c0392b"), ("rho_untrained", "untrained ρ(W₀ᵀW₀, G₀^α)", "#e59866"),
+    keys_nfa = [("rho", r"trained ρ(WᵀW, $G^{\alpha}$)", "#c0392b"), ("rho_untrained", r"untrained ρ(W₀ᵀW₀, $G_0^{\alpha}$)", "#e59866"),
                 ("rho_init_trained", "true init ρ(W₀ᵀW₀, WᵀW)", "0.5"),
                 ("rho_fresh_trained", "fresh init ρ(W_fᵀW_f, WᵀW)", "#2471a3"),
                 ("null_init_K", "null: trained W, init K₀", "#7d3c98"),
                 ("null_random_eigvecs", "null: K's spectrum, random eigvecs", "#17a589")]
-    keys_cnfa = [("rho_trained", "trained ρ(W̄ᵀW̄, G^α)", "#c0392b"),
-                 ("rho_untrained", "untrained ρ(W̄₀ᵀW̄₀, G₀^α)", "#e59866"),
+    keys_cnfa = [("rho_trained", r"trained ρ(W̄ᵀW̄, $G^{\alpha}$)", "#c0392b"),
+                 ("rho_untrained", r"untrained ρ(W̄₀ᵀW̄₀, $G_0^{\alpha}$)", "#e59866"),
                  ("rho_init_trained", "true init ρ(W̄₀ᵀW̄₀, W̄ᵀW̄)", "0.5"),
                  ("rho_fresh_trained", "fresh init ρ(W̄_fᵀW̄_f, W̄ᵀW̄) (i_val)", "#2471a3"),
                  ("null_init_K", "null: trained W̄, init K₀", "#7d3c98"),
