@@ -579,6 +579,43 @@ def test_sigterm_leaves_a_failed_record(tmp_path):
     assert rd.status() == "failed" and rd.read_failure()["reason"] == "terminated"
 
 
+@dataclass(frozen=True)
+class _SelfTermConfig(ExperimentConfig):
+    pass
+
+
+def _self_term_run(cfg, ctx):
+    os.kill(os.getpid(), signal.SIGTERM)  # the first SIGTERM: raises Terminated here
+    time.sleep(5)  # not reached
+    return {}
+
+
+SELF_TERM = register(Experiment(name="self-term-test", summary="test only", config=_SelfTermConfig,
+                                presets={"tiny": _SelfTermConfig}, run=_self_term_run))
+
+
+def test_a_second_sigterm_while_stopping_does_not_cut_the_failed_record_short(tmp_path, monkeypatch):
+    # A sweep worker whose driver dies gets SIGTERM from the kernel (PDEATHSIG) and again from
+    # its watchdog; the second one used to land while the FAILED record was being written and
+    # left the run "incomplete" (seen once at load 9 in test_sweep_workers_die_with_a_killed_driver).
+    import featlab.runs.runner as runner
+
+    real = runner.atomic_write_json
+
+    def write_with_a_second_sigterm(path, obj):
+        if Path(path).name == "FAILED":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(path, obj)
+
+    monkeypatch.setattr(runner, "atomic_write_json", write_with_a_second_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runner.Terminated):
+        execute(SELF_TERM, _SelfTermConfig(), tmp_path, quiet=True)
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+    (rd,) = list(iter_runs(tmp_path))
+    assert rd.status() == "failed" and rd.read_failure()["reason"] == "terminated"
+
+
 def test_done_rename_is_followed_by_a_directory_fsync(tmp_path, monkeypatch):
     import featlab.utils.io as fio
 

@@ -170,12 +170,19 @@ def _rm(p: Path) -> None:
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread for the duration of the block."""
+    """Turn SIGTERM into :class:`Terminated` in the main thread for the duration of the block.
+
+    Convention: the first SIGTERM raises; later ones are ignored until the block exits (the
+    run is already stopping and must get to write its FAILED record); the previous handler is
+    restored on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _handler(signum, frame):
+        # Once stopping, later SIGTERMs (a sweep worker gets one from the kernel when its driver
+        # dies and one from its watchdog a second later) must not cut the FAILED record short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated(f"received signal {signum} (SIGTERM)")
 
     try:
