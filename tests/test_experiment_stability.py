@@ -224,7 +224,12 @@ def test_claim_checks_are_honest():
     assert [c.check(good)[1] for c in exp.claims] == [True, True, True, True, True]
     assert sign.value(good) == 0.45 and shuf.value(good) == 0.1 and drop.value(good) == 0.3
     wide = good | {"b_interval": [-0.1, 0.9]}  # b's interval reaches 0: the sign is not established
-    assert sign.check(wide)[1] is False and half.check(wide)[1] is True
+    assert sign.check(wide)[1] is False
+    # ... and b ≈ 0.5 is then inconclusive, not a pass (the full paper preset gave b = 0.33 in
+    # [-1.03, 1.23]: an interval that admits b <= 0 cannot confirm 0.5)
+    assert half.check(wide)[1] is None and "inconclusive" in half.check(wide)[0]
+    assert half.check(good | {"b": 0.33, "b_interval": [-1.03, 1.23]})[1] is None
+    assert half.check(good | {"b": 0.9, "b_interval": [-1.0, 2.0]})[1] is False  # too far from 0.5: fails
     small = good | {"b": 0.2, "b_interval": [0.1, 0.3]}  # positive but not ≈ 0.5
     assert sign.check(small)[1] is True and half.check(small)[1] is False
     assert shuf.check(good | {"shuffle_log_ratio_median": {"lenet": 0.4, "alexnet": -0.2}})[1] is False

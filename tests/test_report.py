@@ -144,6 +144,8 @@ def test_convention_group_verdict_is_the_check_on_the_seed_median_summary(report
     s = [{"x": 0.9}, {"x": 0.95}, {"x": 2.0}]
     assert evaluate_claims(TOY, s)[0]["verdict"] == "does not hold"
     assert evaluate_claims(TOY, [])[0]["verdict"] == "not run"
+    # a check that cannot decide (here: the number is missing) is "undecided", never a pass
+    assert evaluate_claims(TOY, [{"y": 1.0}])[0]["verdict"] == "undecided"
 
 
 def test_convention_batched_seeds_become_seed_views():

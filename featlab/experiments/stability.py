@@ -784,10 +784,18 @@ def _check_sign(s: dict):
 
 
 def _check_b(s: dict):
+    """b ≈ 0.5: does not hold when |b − 0.5| > 0.25 or 0.5 is outside b's interval; holds when,
+    besides, the interval lies above 0; n/a (inconclusive) when the interval reaches 0, since an
+    interval that also admits b ≤ 0 cannot tell 0.5 from no relation at all."""
     b, ib = s.get("b"), s.get("b_interval")
     if b is None or ib is None:
         return f"n/a ({s.get('n_nets_in_fit', 0)} nets in the fit)", None
-    return f"b = {b:.2f}, 95% interval {_fmt_iv(ib)}", bool(abs(b - 0.5) <= 0.25 and ib[0] <= 0.5 <= ib[1])
+    txt = f"b = {b:.2f}, 95% interval {_fmt_iv(ib)}"
+    if not (abs(b - 0.5) <= 0.25 and ib[0] <= 0.5 <= ib[1]):
+        return txt, False
+    if ib[0] <= 0:
+        return f"{txt}: inconclusive, the interval also admits b ≤ 0", None
+    return txt, True
 
 
 def _check_R_drop(s: dict):
@@ -829,7 +837,8 @@ EXPERIMENT = register(Experiment(
               _check_sign, reference="ε_t ≈ 0.2·√R_f, i.e. b ≈ 0.5, ρ > 0 over 15 nets on CIFAR-10 ([N21] "
               "abstract)", value=lambda s: s.get("b")),
         Claim("The exponent is about one half: ε ≈ a·R_f^0.5.", "[N21] abstract",
-              "|b − 0.5| ≤ 0.25 and 0.5 inside the 95% bootstrap interval of b", _check_b,
+              "|b − 0.5| ≤ 0.25 and 0.5 inside the 95% bootstrap interval of b, which must lie above 0 "
+              "(an interval reaching 0 is inconclusive: n/a)", _check_b,
               reference="b ≈ 0.5 ([N21] abstract: ε_t ≈ 0.2·√R_f)", value=lambda s: s.get("b")),
         Claim("R_f is of order one at initialisation and decreases during training.", "[N21] abstract",
               "median over the fitted points of R_f(trained)/R_f(init) < 1", _check_R_drop,

@@ -34,7 +34,9 @@ Convention (verdict of a group over several seeds):
     from the latest run). ``Claim.value`` is evaluated on every view and reported as its
     median and [min, max] with the number of seeds; per-view verdicts are reported as "holds
     in k of n seeds". With one seed, the verdict is that seed's check. A group with no DONE
-    run is "not run"; a check that raises or returns ``None`` is "not measured".
+    run is "not run"; a check that raises or returns ``None`` is "undecided" (the summary lacks
+    the number, the claim does not apply, or the measurement cannot decide it, e.g. an interval
+    too wide; the "measured" column says which).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ from ..runs.rundir import iter_runs
 __all__ = ["RunInfo", "Group", "scan", "group_runs", "seed_views", "median_summary", "evaluate_claims",
            "NEUTRAL", "VERDICTS"]
 
-VERDICTS = {True: "holds", False: "does not hold", None: "not measured"}
+VERDICTS = {True: "holds", False: "does not hold", None: "undecided"}
 #: fields left out of the grouping key (where a run executes, not what it measures)
 _PLACEMENT = ("seed", "device", "threads")
 #: overrides that keep a paper preset at paper scale
@@ -318,7 +320,7 @@ def median_summary(views: list[dict]) -> dict:
 def _safe_check(claim: Any, summary: dict) -> tuple[str, bool | None]:
     try:
         measured, verdict = claim.check(summary)
-    except Exception as e:  # noqa: BLE001 - a summary without the key: not measured
+    except Exception as e:  # noqa: BLE001 - a summary without the key: undecided
         return f"n/a ({type(e).__name__})", None
     return str(measured), (None if verdict is None else bool(verdict))
 
@@ -338,7 +340,7 @@ def evaluate_claims(exp: Any, summaries: list[dict]) -> list[dict]:
     Each row: ``text``, ``source``, ``criterion``, ``reference`` (the paper's value),
     ``median``, ``spread`` ([min, max]) and ``n_values`` of ``Claim.value`` over the seed views,
     ``n_seeds``, ``measured`` and ``verdict`` (the check on the seed-median summary: holds /
-    does not hold / not measured; "not run" without DONE runs) and ``seeds_holding``
+    does not hold / undecided; "not run" without DONE runs) and ``seeds_holding``
     ("k of n seeds" over the views whose check decided).
     """
     views = [v for s in summaries for v in seed_views(s)]

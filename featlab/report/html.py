@@ -52,7 +52,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid 
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em}td,th{border:1px solid #ddd;padding:.25em .5em;
 text-align:left;vertical-align:top}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .holds{color:#1e8449;font-weight:600}.does-not-hold{color:#c0392b;font-weight:600}
-.not-run,.not-measured{color:#7f8c8d}.failed,.unreadable{color:#c0392b}.done{color:#1e8449}.incomplete{color:#b9770e}
+.not-run,.undecided{color:#7f8c8d}.failed,.unreadable{color:#c0392b}.done{color:#1e8449}.incomplete{color:#b9770e}
 .badge{display:inline-block;padding:0 .45em;border-radius:.3em;font-size:.78em;font-weight:600;vertical-align:middle;
 letter-spacing:.02em;white-space:nowrap}
 .scale-paper{background:#d4efdf;color:#145a32}.scale-smoke{background:#fdebd0;color:#7e5109;border:1px dashed #b9770e}
@@ -294,7 +294,7 @@ def _experiment_page(name: str, exp: Any, groups: list[Group], bad: list[RunInfo
 
 def _tally(claims: list[dict]) -> str:
     return ", ".join(f"{sum(c['verdict'] == v for c in claims)} {v}"
-                     for v in ("holds", "does not hold", "not measured", "not run")
+                     for v in ("holds", "does not hold", "undecided", "not run")
                      if any(c["verdict"] == v for c in claims))
 
 
