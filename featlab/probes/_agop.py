@@ -226,6 +226,50 @@ def _vjp(out: torch.Tensor, leaves: list[torch.Tensor], V: torch.Tensor, retain:
             for g, x in zip(gs, leaves)]
 
 
+def _output_grads(model: nn.Module, modules: list[tuple[str, nn.Module]], X: torch.Tensor, *, method: "AGOPMethod",
+                  chunk_size, n_sketch, generator, batch_size, force_eval,
+                  adjust: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> Iterator[tuple]:
+    """Gradients of ⟨V, f(x)⟩ with respect to each module's output, per batch and cotangent chunk.
+
+    ``modules``: (name, module) pairs, in the order the gradients are yielded. Yields
+    ``(c, name, g, scale)``: c the flattened output size, g the detached gradient
+    (m, B, *output shape) for one chunk V of ``_cotangents``, scale its weight. A zero tensor is
+    added to each module's output by a forward hook (after ``adjust(name, out)``, e.g. a bias
+    dropped) and differentiated; a module called twice per forward, or never, is a ValueError.
+    Hooks and probe mode are undone when the generator finishes or is closed.
+    """
+    cast_dtype, device = _model_dtype_device(model)
+    device = device or X.device
+    names = [name for name, _ in modules]
+    deltas: dict[str, torch.Tensor] = {}
+
+    def make_hook(name):
+        def hook(_m, _a, out):
+            if name in deltas:
+                raise ValueError(f"layer {name!r} is called more than once per forward; K is ambiguous")
+            deltas[name] = torch.zeros_like(out).requires_grad_(True)
+            if adjust is not None:
+                out = adjust(name, out)
+            return out + deltas[name]
+        return hook
+
+    with contextlib.ExitStack() as stack:
+        _enter_probe_mode(stack, model, force_eval)
+        for name, m in modules:
+            stack.callback(m.register_forward_hook(make_hook(name)).remove)
+        for sl in _batches(X.shape[0], batch_size):
+            xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
+            deltas.clear()
+            out = model(xb).reshape(xb.shape[0], -1)  # (B, c)
+            missing = [name for name in names if name not in deltas]
+            if missing:
+                raise ValueError(f"layers {missing} were not called in the forward pass")
+            for V, _k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
+                gs = _vjp(out, [deltas[name] for name in names], V, retain=not last)
+                for name, g in zip(names, gs):
+                    yield out.shape[1], name, g.detach(), scale
+
+
 def _jacrev_block(f, xb, layer_in: _LayerLeaf | None, chunk_size):
     from torch.func import jacrev, vmap
 

@@ -32,11 +32,10 @@ from ._agop import (
     AGOPInfo,
     AGOPMethod,
     _batches,
-    _cotangents,
     _enter_probe_mode,
     _LayerLeaf,
     _model_dtype_device,
-    _vjp,
+    _output_grads,
 )
 from .hooks import get_module
 
@@ -188,46 +187,23 @@ def conv_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *, o
 
 def _grams(model, layers, convs, X, *, outputs, n_sketch, batch_size, chunk_size, store_on, generator, dtype,
            force_eval, drop_bias):
-    cast_dtype, device = _model_dtype_device(model)
-    device = device or X.device
     method = AGOPMethod.SKETCH if outputs == "sketch" else AGOPMethod.AUTOGRAD_SUM
-    deltas: dict[str, torch.Tensor] = {}
     K: dict[str, torch.Tensor] = {}
     c = None
+    biases = {name: convs[name].bias.detach() for name in layers if _biased(convs[name], drop_bias)}
 
-    def make_hook(name):
-        bias = convs[name].bias if _biased(convs[name], drop_bias) else None
+    def drop_bias_of(name, out):  # the reference's bias-free patch layer
+        return out - biases[name][:, None, None] if name in biases else out
 
-        def hook(_m, _a, out):
-            if name in deltas:
-                raise ValueError(f"layer {name!r} is called more than once per forward; K is ambiguous")
-            deltas[name] = torch.zeros_like(out).requires_grad_(True)  # (B, k_out, Ho, Wo)
-            if bias is not None:
-                out = out - bias.detach()[:, None, None]  # the reference's bias-free patch layer
-            return out + deltas[name]
-        return hook
-
-    with contextlib.ExitStack() as stack:
-        _enter_probe_mode(stack, model, force_eval)
-        for name in layers:
-            stack.callback(convs[name].register_forward_hook(make_hook(name)).remove)
-        for sl in _batches(X.shape[0], batch_size):
-            xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
-            deltas.clear()
-            out = model(xb)
-            out = out.reshape(xb.shape[0], -1)  # (B, c)
-            c = out.shape[1]
-            missing = [name for name in layers if name not in deltas]
-            if missing:
-                raise ValueError(f"layers {missing} were not called in the forward pass")
-            for V, _k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
-                gs = _vjp(out, [deltas[name] for name in layers], V, retain=not last)
-                for name, g in zip(layers, gs):
-                    g = g.detach()
-                    gk = (g if scale == 1.0 else g * scale).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)
-                    Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0).to(dtype)  # (k_out, k_out), model dtype
-                    Kb = Kb.cpu() if store_on == "cpu" else Kb
-                    K[name] = Kb if name not in K else K[name] + Kb.to(K[name].device)
+    grads = _output_grads(model, [(name, convs[name]) for name in layers], X, method=method, chunk_size=chunk_size,
+                          n_sketch=n_sketch, generator=generator, batch_size=batch_size, force_eval=force_eval,
+                          adjust=drop_bias_of)
+    with contextlib.closing(grads):
+        for c, name, g, scale in grads:  # g: (m, B, k_out, Ho, Wo)
+            gk = (g if scale == 1.0 else g * scale).reshape(g.shape[0] * g.shape[1], g.shape[2], -1)
+            Kb = torch.bmm(gk, gk.transpose(1, 2)).sum(0).to(dtype)  # (k_out, k_out), model dtype
+            Kb = Kb.cpu() if store_on == "cpu" else Kb
+            K[name] = Kb if name not in K else K[name] + Kb.to(K[name].device)
     return {name: K[name] / X.shape[0] for name in layers}, c
 
 

@@ -21,7 +21,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ._agop import AGOPMethod, _batches, _cotangents, _enter_probe_mode, _model_dtype_device, _vjp
+from ._agop import AGOPMethod, _output_grads
 from .hooks import get_module
 
 __all__ = ["linear_output_grams"]
@@ -60,38 +60,14 @@ def linear_output_grams(model: nn.Module, layers: list[str], X: torch.Tensor, *,
     for name, m in zip(layers, mods):
         if not isinstance(m, nn.Linear):
             raise ValueError(f"layer {name!r} must be an nn.Linear, got {type(m).__name__}")
-    cast_dtype, device = _model_dtype_device(model)
-    device = device or X.device
     method = AGOPMethod.SKETCH if outputs == "sketch" else AGOPMethod.AUTOGRAD_SUM
-    deltas: dict[str, torch.Tensor] = {}
     K: dict[str, torch.Tensor] = {}
     c = 0
-
-    def make_hook(name):
-        def hook(_m, _a, out):
-            if name in deltas:
-                raise ValueError(f"layer {name!r} is called more than once per forward; K is ambiguous")
-            deltas[name] = torch.zeros_like(out).requires_grad_(True)  # (B, ..., out)
-            return out + deltas[name]
-        return hook
-
-    with contextlib.ExitStack() as stack:
-        _enter_probe_mode(stack, model, force_eval)
-        for name, m in zip(layers, mods):
-            stack.callback(m.register_forward_hook(make_hook(name)).remove)
-        for sl in _batches(X.shape[0], batch_size):
-            xb = X[sl].to(device=device, dtype=cast_dtype or X.dtype)
-            deltas.clear()
-            out = model(xb).reshape(xb.shape[0], -1)  # (B, c)
-            c = out.shape[1]
-            missing = [name for name in layers if name not in deltas]
-            if missing:
-                raise ValueError(f"layers {missing} were not called in the forward pass")
-            for V, _k, scale, last in _cotangents(out, method, chunk_size, n_sketch, generator):
-                gs = _vjp(out, [deltas[name] for name in layers], V, retain=not last)
-                for name, g in zip(layers, gs):
-                    g = (g.detach().to(dtype) * scale)
-                    g = g.reshape(-1, g.shape[-1]).cpu()  # (m·B·positions, out)
-                    Kb = g.T @ g
-                    K[name] = Kb if name not in K else K[name] + Kb
+    grads = _output_grads(model, list(zip(layers, mods)), X, method=method, chunk_size=chunk_size, n_sketch=n_sketch,
+                          generator=generator, batch_size=batch_size, force_eval=force_eval)
+    with contextlib.closing(grads):
+        for c, name, g, scale in grads:
+            g = (g.to(dtype) * scale).reshape(-1, g.shape[-1]).cpu()  # (m·B·positions, out)
+            Kb = g.T @ g
+            K[name] = Kb if name not in K else K[name] + Kb
     return {name: K[name] / X.shape[0] for name in layers}, c
