@@ -267,3 +267,27 @@ def test_convention_float32_model_products_keep_float32_accuracy(gen):
         G32 = patch_agop(model, layer, X, batch_size=4)
         G64 = patch_agop(copy.deepcopy(model).double(), layer, X.double())
         assert G32.dtype == torch.float64 and _rel(G32, G64) < 2e-5
+
+
+def test_output_grams_refuse_a_layer_called_twice_or_never():
+    # the shared _output_grads mechanism of the conv and linear output Grams
+    from torch import nn
+
+    from featlab.probes.output_gram import linear_output_grams
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.fc = nn.Linear(16, 2)
+            self.unused = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(self.conv(x)).flatten(1))
+
+    net, X = Twice(), torch.randn(3, 1, 4, 4)
+    with pytest.raises(ValueError, match="'conv' is called more than once per forward"):
+        conv_output_grams(net, ["conv"], X)
+    with pytest.raises(ValueError, match=r"layers \['unused'\] were not called"):
+        linear_output_grams(net, ["fc", "unused"], X)
+    assert not net.conv._forward_hooks and not net.fc._forward_hooks  # hooks removed on the way out
