@@ -34,8 +34,7 @@ def _load():
     except OSError:
         return None
     fns = {}
-    for dtype, name, ctype in ((torch.float64, "featlab_moments_f64", ctypes.c_double),
-                               (torch.float32, "featlab_moments_f32", ctypes.c_float)):
+    for dtype, name in ((torch.float64, "featlab_moments_f64"), (torch.float32, "featlab_moments_f32")):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
         fn.restype = ctypes.c_double
